@@ -1,0 +1,320 @@
+//! `#[cached(..)]` arguments, parsed into a typed struct, then checked against the function.
+
+use syn::meta::ParseNestedMeta;
+use syn::{Expr, ExprLit, FnArg, Lit, LitStr, Pat, Path, Signature, Token};
+
+/// Every argument, as the error messages list them.
+pub(crate) const VALID: &str = "`ttl`, `key`, `name`, `version`, `capacity`, `local`, `crate`";
+
+/// `ttl = 60` or `ttl = Duration::from_millis(300)`.
+pub(crate) enum Ttl {
+    Secs(u64),
+    Duration(Expr),
+}
+
+/// The arguments of one `#[cached(..)]`.
+#[derive(Default)]
+pub(crate) struct CachedArgs {
+    pub(crate) ttl: Option<Ttl>,
+    pub(crate) key: Option<Expr>,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) version: Option<u32>,
+    pub(crate) capacity: Option<u64>,
+    pub(crate) local: bool,
+    pub(crate) krate: Option<Path>,
+}
+
+/// Collects every error instead of stopping at the first (serde's `Ctxt`).
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    pub(crate) fn at(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    pub(crate) fn finish(self) -> Result<(), syn::Error> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// Seen arguments, for duplicate detection.
+#[derive(Default)]
+struct Seen(Vec<String>);
+
+impl Seen {
+    /// `false` (and an error at `path`) when `name` was already given.
+    fn first(&mut self, name: &str, path: &Path, errors: &mut Errors) -> bool {
+        if self.0.iter().any(|n| n == name) {
+            errors.at(path, format!("duplicate `cached` argument `{name}`"));
+            return false;
+        }
+        self.0.push(name.to_owned());
+        true
+    }
+}
+
+impl CachedArgs {
+    /// Parses the attribute's arguments, reporting every bad one.
+    pub(crate) fn parse(tokens: proc_macro2::TokenStream) -> (Self, Errors) {
+        let mut args = CachedArgs::default();
+        let mut errors = Errors::default();
+        let mut seen = Seen::default();
+        let parser = syn::meta::parser(|meta| {
+            args.parse_one(&meta, &mut seen, &mut errors)?;
+            Ok(())
+        });
+        if let Err(error) = syn::parse::Parser::parse2(parser, tokens) {
+            errors.push(error);
+        }
+        (args, errors)
+    }
+
+    fn parse_one(
+        &mut self,
+        meta: &ParseNestedMeta<'_>,
+        seen: &mut Seen,
+        errors: &mut Errors,
+    ) -> syn::Result<()> {
+        let path = &meta.path;
+        let Some(name) = path.get_ident().map(|i| i.to_string()) else {
+            errors.at(
+                path,
+                format!("unknown `cached` argument; expected one of {VALID}"),
+            );
+            return skip_value(meta);
+        };
+        let fresh = match name.as_str() {
+            "ttl" | "key" | "name" | "version" | "capacity" | "local" | "crate" => {
+                seen.first(&name, path, errors)
+            }
+            _ => {
+                errors.at(
+                    path,
+                    format!("unknown `cached` argument `{name}`; expected one of {VALID}"),
+                );
+                return skip_value(meta);
+            }
+        };
+        if name == "local" {
+            if meta.input.peek(Token![=]) {
+                errors.at(path, "`local` takes no value: write `#[cached(local)]`");
+                return skip_value(meta);
+            }
+            self.local = true;
+            return Ok(());
+        }
+        let value: Expr = meta.value()?.parse()?;
+        if !fresh {
+            return Ok(());
+        }
+        match name.as_str() {
+            "ttl" => self.ttl = ttl(value, errors),
+            "key" => self.key = Some(value),
+            "name" => self.name = cache_name(value, errors),
+            "version" => self.version = int::<u32>(&value, "version", errors),
+            "capacity" => {
+                self.capacity = int(&value, "capacity", errors).filter(|&n: &u64| {
+                    if n == 0 {
+                        errors.at(&value, "`capacity` must be at least 1");
+                    }
+                    n > 0
+                })
+            }
+            "crate" => self.krate = crate_path(value, errors),
+            _ => unreachable!("every known argument is handled above"),
+        }
+        Ok(())
+    }
+}
+
+/// Consumes `= value` after an argument that is reported as wrong, so parsing goes on.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        let _: Expr = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        meta.parse_nested_meta(|inner| skip_value(&inner))?;
+    }
+    Ok(())
+}
+
+fn ttl(value: Expr, errors: &mut Errors) -> Option<Ttl> {
+    const HELP: &str = "`ttl` takes whole seconds (`ttl = 60`) or a `Duration` expression \
+                        (`ttl = Duration::from_millis(300)`)";
+    match &value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => match int.base10_parse::<u64>() {
+            Ok(0) => {
+                errors.at(&value, "`ttl` must be more than zero; to keep entries until they are evicted, leave `ttl` out");
+                None
+            }
+            Ok(secs) => Some(Ttl::Secs(secs)),
+            Err(e) => {
+                errors.at(&value, format!("{HELP}: {e}"));
+                None
+            }
+        },
+        Expr::Lit(_) => {
+            errors.at(&value, HELP);
+            None
+        }
+        _ => Some(Ttl::Duration(value)),
+    }
+}
+
+fn int<N: std::str::FromStr>(value: &Expr, name: &str, errors: &mut Errors) -> Option<N>
+where
+    N::Err: std::fmt::Display,
+{
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => match int.base10_parse::<N>() {
+            Ok(n) => Some(n),
+            Err(e) => {
+                errors.at(value, format!("`{name}` must be an integer literal: {e}"));
+                None
+            }
+        },
+        _ => {
+            errors.at(
+                value,
+                format!("`{name}` must be an integer literal, e.g. `{name} = 2`"),
+            );
+            None
+        }
+    }
+}
+
+fn string(value: Expr, name: &str, errors: &mut Errors) -> Option<LitStr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Some(s),
+        other => {
+            errors.at(
+                other,
+                format!("`{name}` must be a string literal, e.g. `{name} = \"...\"`"),
+            );
+            None
+        }
+    }
+}
+
+/// A cache name: non-empty, and its colons only in `::` pairs so that the remote key
+/// `{name}:v{version}:{args}` can be split unambiguously.
+fn cache_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
+    let lit = string(value, "name", errors)?;
+    let text = lit.value();
+    let bad_colon = text.split("::").any(|part| part.contains(':'));
+    if text.is_empty() || bad_colon || text.chars().any(char::is_whitespace) {
+        errors.at(
+            &lit,
+            "`name` must be non-empty, without spaces, with colons only as `::` (e.g. `name = \"notes::markup\"`)",
+        );
+        return None;
+    }
+    Some(lit)
+}
+
+fn crate_path(value: Expr, errors: &mut Errors) -> Option<Path> {
+    let lit = string(value, "crate", errors)?;
+    match lit.parse::<Path>() {
+        Ok(path) => Some(path),
+        Err(_) => {
+            errors.at(
+                &lit,
+                "`crate` must name a path, e.g. `crate = \"my_cache\"`",
+            );
+            None
+        }
+    }
+}
+
+/// The shape of the function, as far as the expansion cares.
+pub(crate) struct FnShape {
+    /// Has a `self` receiver (or mentions `Self`): companions become associated functions.
+    pub(crate) in_impl: bool,
+}
+
+/// Checks the rules that involve the function and the arguments together.
+pub(crate) fn validate(sig: &Signature, args: &CachedArgs, errors: &mut Errors) -> FnShape {
+    if let Some(constness) = &sig.constness {
+        errors.at(constness, "`#[cached]` cannot be used on a `const fn`");
+    }
+    for param in &sig.generics.params {
+        match param {
+            syn::GenericParam::Lifetime(_) => {}
+            other => errors.at(
+                other,
+                "`#[cached]` does not support type or const generic parameters: one cache \
+                 cannot hold values of several types; cache a non-generic wrapper instead",
+            ),
+        }
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.at(variadic, "`#[cached]` does not support variadic functions");
+    }
+    let receiver = sig.inputs.iter().find_map(|arg| match arg {
+        FnArg::Receiver(r) => Some(r),
+        FnArg::Typed(_) => None,
+    });
+    if let (Some(receiver), None) = (receiver, &args.key) {
+        errors.at(
+            receiver,
+            "`#[cached]` on a method needs `key = ...`: the cache cannot tell calls on different \
+             `self` values apart; e.g. `#[cached(key = (self.id, n))]`",
+        );
+    }
+    if args.key.is_none() {
+        for arg in &sig.inputs {
+            if let FnArg::Typed(typed) = arg {
+                if !matches!(&*typed.pat, Pat::Ident(_)) {
+                    errors.at(
+                        &typed.pat,
+                        "`#[cached]` builds the key from named parameters; give this one a name \
+                         or choose the key with `key = ...`",
+                    );
+                }
+            }
+        }
+    }
+    match &sig.output {
+        syn::ReturnType::Default => errors.at(
+            sig.ident.clone(),
+            "`#[cached]` needs a return value to cache; this function returns `()`",
+        ),
+        syn::ReturnType::Type(_, ty) => {
+            if let syn::Type::ImplTrait(_) = &**ty {
+                errors.at(
+                    ty,
+                    "`#[cached]` cannot store an `impl Trait` return value; name the type",
+                );
+            } else if mentions_self(&quote::quote!(#ty)) {
+                errors.at(
+                    ty,
+                    "`#[cached]` cannot name `Self` in the return type; write the type out",
+                );
+            }
+        }
+    }
+    let in_impl = receiver.is_some() || mentions_self(&quote::quote!(#sig));
+    FnShape { in_impl }
+}
+
+/// Whether `Self` appears anywhere in `tokens`.
+pub(crate) fn mentions_self(tokens: &proc_macro2::TokenStream) -> bool {
+    tokens.clone().into_iter().any(|tree| match tree {
+        proc_macro2::TokenTree::Ident(ident) => ident == "Self",
+        proc_macro2::TokenTree::Group(group) => mentions_self(&group.stream()),
+        _ => false,
+    })
+}

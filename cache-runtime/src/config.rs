@@ -1,0 +1,148 @@
+//! Process-wide set-up: where L2 lives and how keys are prefixed.
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::store::redis::RedisStore;
+
+/// Settings for the shared layer. Build one, then [`install`](Config::install) it.
+///
+/// ```no_run
+/// cache_runtime::Config::new()
+///     .redis("redis://127.0.0.1:6379/")
+///     .prefix("myapp")
+///     .install()?;
+/// # Ok::<(), cache_runtime::Error>(())
+/// ```
+///
+/// Without an installed config (or without [`redis`](Config::redis)), every `#[cached]`
+/// function uses its in-process layer only.
+#[derive(Debug, Clone)]
+pub struct Config {
+    redis_url: Option<String>,
+    prefix: String,
+    timeout: Duration,
+    breaker_failures: u32,
+    breaker_cooldown: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Config {
+    /// Defaults: no Redis, no prefix, 200 ms timeout per Redis operation, and a circuit breaker
+    /// that opens after 3 consecutive failures for 1 s.
+    pub fn new() -> Self {
+        Config {
+            redis_url: None,
+            prefix: String::new(),
+            timeout: Duration::from_millis(200),
+            breaker_failures: 3,
+            breaker_cooldown: Duration::from_secs(1),
+        }
+    }
+
+    /// Use the Redis server at `url` (`redis://host:port/db`) as the shared layer.
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = Some(url.into());
+        self
+    }
+
+    /// Begin every remote key with `prefix` and a `:`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The longest any single Redis operation (connect, or one request) may take before the
+    /// call gives up on Redis and computes instead.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// After `failures` consecutive Redis failures, skip Redis for `cooldown`, then try again.
+    pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.breaker_failures = failures.max(1);
+        self.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// Makes this the process-wide configuration, replacing any earlier one.
+    ///
+    /// Connections are opened lazily: an unreachable server is not an error here (calls fall
+    /// back to computing until it answers).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRedisUrl`] when the URL cannot be parsed.
+    pub fn install(self) -> Result<(), Error> {
+        let remote = match &self.redis_url {
+            None => None,
+            Some(url) => Some(RedisStore::open(
+                url,
+                self.timeout,
+                self.breaker_failures,
+                self.breaker_cooldown,
+            )?),
+        };
+        let installed = Arc::new(Installed {
+            prefix: self.prefix,
+            remote,
+        });
+        *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(installed);
+        Ok(())
+    }
+
+    /// Removes the installed configuration: every function goes back to L1 only.
+    pub fn uninstall() {
+        *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// What can go wrong when installing a [`Config`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Redis URL could not be parsed.
+    InvalidRedisUrl {
+        /// The URL as given.
+        url: String,
+        /// What the Redis client said about it.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidRedisUrl { url, reason } => {
+                write!(f, "invalid Redis URL `{url}`: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The configuration in force.
+pub(crate) struct Installed {
+    pub(crate) prefix: String,
+    pub(crate) remote: Option<RedisStore>,
+}
+
+static INSTALLED: RwLock<Option<Arc<Installed>>> = RwLock::new(None);
+
+/// The configuration in force, if one is installed.
+pub(crate) fn current() -> Option<Arc<Installed>> {
+    INSTALLED.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// The current key prefix ("" when none).
+pub(crate) fn current_prefix() -> String {
+    current().map(|c| c.prefix.clone()).unwrap_or_default()
+}

@@ -1,0 +1,454 @@
+//! Keys: how arguments become the stable, readable, injective string a cache entry is stored
+//! under.
+//!
+//! # Encoding
+//!
+//! A call's arguments are encoded part by part into a [`KeyBuf`]; parts are separated by `:`.
+//! Each [`KeyPart`] writes a text that never contains an unescaped separator, so the joined
+//! string maps back to exactly one argument tuple (the encoding is *injective*):
+//!
+//! | value | encoding |
+//! |---|---|
+//! | integers | decimal: `42`, `-7` |
+//! | `bool` | `true`, `false` |
+//! | floats | Rust's shortest round-trip form: `0.1`, `-0.0`, `NaN`, `inf` |
+//! | `str`, `String`, `char` | the text, with `\`, `:`, `,`, `[`, `]`, `~`, `+` escaped by `\` |
+//! | `Option<T>` | `~` for `None`, `+` then `T` for `Some` |
+//! | tuples | the elements joined by `:` |
+//! | `Vec<T>`, slices, arrays | `[`, each element followed by `,`, then `]`: `[a,b,]` |
+//! | `()` | `()` |
+//!
+//! The full remote key is `{prefix}:{name}:v{version}:{arguments}` (no `{prefix}:` when no
+//! prefix is configured). Nothing here uses `std::hash`, so keys are the same in every process,
+//! build and compiler version.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::layered::KeyOwner;
+
+/// Bytes kept inline before a key spills to the heap; most keys (a few integers or a short
+/// string) fit, so building a key on the hit path allocates nothing.
+const INLINE: usize = 56;
+
+/// A growable buffer that encoded key parts are written into.
+///
+/// It keeps short keys inline (no allocation) and always holds valid UTF-8.
+#[derive(Clone)]
+pub struct KeyBuf {
+    len: usize,
+    inline: [u8; INLINE],
+    spilled: Option<String>,
+}
+
+impl KeyBuf {
+    /// An empty buffer.
+    #[inline]
+    pub fn new() -> Self {
+        KeyBuf {
+            len: 0,
+            inline: [0; INLINE],
+            spilled: None,
+        }
+    }
+
+    /// Appends text as it is (no escaping). Used for separators and already-safe text.
+    #[inline]
+    pub fn push_raw(&mut self, s: &str) {
+        if let Some(heap) = &mut self.spilled {
+            heap.push_str(s);
+            return;
+        }
+        let end = self.len + s.len();
+        if end <= INLINE {
+            self.inline[self.len..end].copy_from_slice(s.as_bytes());
+            self.len = end;
+        } else {
+            let mut heap = String::with_capacity(end * 2);
+            heap.push_str(self.inline_str());
+            heap.push_str(s);
+            self.spilled = Some(heap);
+        }
+    }
+
+    /// Appends text, escaping every byte that has a meaning in the encoding.
+    pub fn push_escaped(&mut self, s: &str) {
+        let mut start = 0;
+        for (i, b) in s.bytes().enumerate() {
+            if is_meta(b) {
+                self.push_raw(&s[start..i]);
+                let pair = [b'\\', b];
+                // Both bytes are ASCII, so the pair is valid UTF-8.
+                self.push_raw(std::str::from_utf8(&pair).unwrap_or("\\"));
+                start = i + 1;
+            }
+        }
+        self.push_raw(&s[start..]);
+    }
+
+    /// Appends the part separator `:`.
+    #[inline]
+    pub fn separator(&mut self) {
+        self.push_raw(":");
+    }
+
+    /// The encoded text so far.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        match &self.spilled {
+            Some(heap) => heap,
+            None => self.inline_str(),
+        }
+    }
+
+    #[inline]
+    fn inline_str(&self) -> &str {
+        // Only whole `&str`s and ASCII escape pairs are ever copied in, so the prefix is
+        // valid UTF-8; `from_utf8` re-checks it cheaply and never fails in practice.
+        std::str::from_utf8(&self.inline[..self.len]).unwrap_or_default()
+    }
+}
+
+impl Default for KeyBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for KeyBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+#[inline]
+fn is_meta(b: u8) -> bool {
+    matches!(b, b'\\' | b':' | b',' | b'[' | b']' | b'~' | b'+')
+}
+
+/// A value that can be part of a cache key.
+///
+/// Implemented for integers, `bool`, `char`, floats, strings, paths, `Option`, tuples (up to
+/// 8), slices, arrays, `Vec`, and through `&T`, `Box<T>`, `Rc<T>`, `Arc<T>`, `Cow<T>`.
+/// Implement it for your own types by encoding their identifying fields in order:
+///
+/// ```
+/// use cache_runtime::{KeyBuf, KeyPart};
+///
+/// struct UserId { tenant: String, id: u64 }
+///
+/// impl KeyPart for UserId {
+///     fn encode_key(&self, out: &mut KeyBuf) {
+///         (&self.tenant, self.id).encode_key(out);
+///     }
+/// }
+/// ```
+///
+/// To stay injective an implementation must write a fixed number of parts, each through
+/// another `KeyPart` (or [`KeyBuf::push_escaped`] for text).
+pub trait KeyPart {
+    /// Appends this value's encoding to `out`.
+    fn encode_key(&self, out: &mut KeyBuf);
+}
+
+macro_rules! int_key_part {
+    ($($t:ty),*) => {$(
+        impl KeyPart for $t {
+            #[inline]
+            fn encode_key(&self, out: &mut KeyBuf) {
+                let mut digits = [0u8; 40];
+                out.push_raw(format_int(*self as i128, &mut digits));
+            }
+        }
+    )*};
+}
+int_key_part!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, i128);
+
+impl KeyPart for u128 {
+    fn encode_key(&self, out: &mut KeyBuf) {
+        out.push_raw(&self.to_string());
+    }
+}
+
+/// Writes `n` in decimal at the end of `buf` and returns the written text.
+#[inline]
+fn format_int(n: i128, buf: &mut [u8; 40]) -> &str {
+    let mut pos = buf.len();
+    let negative = n < 0;
+    let mut rest = n.unsigned_abs();
+    loop {
+        pos -= 1;
+        buf[pos] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if negative {
+        pos -= 1;
+        buf[pos] = b'-';
+    }
+    std::str::from_utf8(&buf[pos..]).unwrap_or_default()
+}
+
+impl KeyPart for bool {
+    fn encode_key(&self, out: &mut KeyBuf) {
+        out.push_raw(if *self { "true" } else { "false" });
+    }
+}
+
+macro_rules! float_key_part {
+    ($($t:ty),*) => {$(
+        impl KeyPart for $t {
+            fn encode_key(&self, out: &mut KeyBuf) {
+                // Debug prints the shortest text that parses back to the same value.
+                out.push_escaped(&format!("{:?}", self));
+            }
+        }
+    )*};
+}
+float_key_part!(f32, f64);
+
+impl KeyPart for char {
+    fn encode_key(&self, out: &mut KeyBuf) {
+        let mut utf8 = [0u8; 4];
+        out.push_escaped(self.encode_utf8(&mut utf8));
+    }
+}
+
+impl KeyPart for str {
+    #[inline]
+    fn encode_key(&self, out: &mut KeyBuf) {
+        out.push_escaped(self);
+    }
+}
+
+impl KeyPart for String {
+    #[inline]
+    fn encode_key(&self, out: &mut KeyBuf) {
+        out.push_escaped(self);
+    }
+}
+
+impl KeyPart for Path {
+    fn encode_key(&self, out: &mut KeyBuf) {
+        match self.to_str() {
+            Some(text) => out.push_escaped(text),
+            None => {
+                // Not UTF-8: write the raw bytes' debug form, marked so it cannot equal a
+                // UTF-8 path's encoding (`\x` never appears in escaped text).
+                out.push_raw("\\x");
+                out.push_escaped(&format!("{:?}", self.as_os_str()));
+            }
+        }
+    }
+}
+
+impl KeyPart for PathBuf {
+    fn encode_key(&self, out: &mut KeyBuf) {
+        self.as_path().encode_key(out);
+    }
+}
+
+impl KeyPart for () {
+    fn encode_key(&self, out: &mut KeyBuf) {
+        out.push_raw("()");
+    }
+}
+
+impl<T: KeyPart> KeyPart for Option<T> {
+    fn encode_key(&self, out: &mut KeyBuf) {
+        match self {
+            None => out.push_raw("~"),
+            Some(value) => {
+                out.push_raw("+");
+                value.encode_key(out);
+            }
+        }
+    }
+}
+
+impl<T: KeyPart> KeyPart for [T] {
+    fn encode_key(&self, out: &mut KeyBuf) {
+        out.push_raw("[");
+        for item in self {
+            item.encode_key(out);
+            out.push_raw(",");
+        }
+        out.push_raw("]");
+    }
+}
+
+impl<T: KeyPart, const N: usize> KeyPart for [T; N] {
+    fn encode_key(&self, out: &mut KeyBuf) {
+        self.as_slice().encode_key(out);
+    }
+}
+
+impl<T: KeyPart> KeyPart for Vec<T> {
+    fn encode_key(&self, out: &mut KeyBuf) {
+        self.as_slice().encode_key(out);
+    }
+}
+
+macro_rules! deref_key_part {
+    ($($wrapper:ty),*) => {$(
+        impl<T: KeyPart + ?Sized> KeyPart for $wrapper {
+            #[inline]
+            fn encode_key(&self, out: &mut KeyBuf) {
+                (**self).encode_key(out);
+            }
+        }
+    )*};
+}
+deref_key_part!(&T, &mut T, Box<T>, Rc<T>, Arc<T>);
+
+impl<T: KeyPart + ToOwned + ?Sized> KeyPart for Cow<'_, T> {
+    fn encode_key(&self, out: &mut KeyBuf) {
+        (**self).encode_key(out);
+    }
+}
+
+macro_rules! tuple_key_part {
+    ($first:ident $($rest:ident)*) => {
+        impl<$first: KeyPart, $($rest: KeyPart),*> KeyPart for ($first, $($rest,)*) {
+            #[allow(non_snake_case)]
+            fn encode_key(&self, out: &mut KeyBuf) {
+                let ($first, $($rest,)*) = self;
+                $first.encode_key(out);
+                $( out.separator(); $rest.encode_key(out); )*
+            }
+        }
+    };
+}
+tuple_key_part!(A);
+tuple_key_part!(A B);
+tuple_key_part!(A B C);
+tuple_key_part!(A B C D);
+tuple_key_part!(A B C D E);
+tuple_key_part!(A B C D E F);
+tuple_key_part!(A B C D E F G);
+tuple_key_part!(A B C D E F G H);
+
+/// The key of one call of one `#[cached]` function.
+///
+/// Obtained from the generated companion `f::key(..)` and passed to
+/// [`preload`](crate::preload). `Display` prints the exact key used in Redis, prefix included.
+#[derive(Clone)]
+pub struct Key {
+    owner: &'static dyn KeyOwner,
+    args: Arc<str>,
+}
+
+impl Key {
+    pub(crate) fn new(owner: &'static dyn KeyOwner, args: &str) -> Self {
+        Key {
+            owner,
+            args: Arc::from(args),
+        }
+    }
+
+    /// The encoded arguments (the part after `v{version}:`).
+    pub fn args(&self) -> &str {
+        &self.args
+    }
+
+    /// The cache name of the function this key belongs to.
+    pub fn name(&self) -> &str {
+        self.owner.name()
+    }
+
+    pub(crate) fn owner(&self) -> &'static dyn KeyOwner {
+        self.owner
+    }
+
+    /// The key as stored in Redis under the given prefix.
+    pub(crate) fn remote(&self, prefix: &str) -> String {
+        remote_key(prefix, self.owner.name(), self.owner.version(), &self.args)
+    }
+}
+
+/// `{prefix}:{name}:v{version}:{args}`, or without `{prefix}:` when the prefix is empty.
+pub(crate) fn remote_key(prefix: &str, name: &str, version: u32, args: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + name.len() + args.len() + 16);
+    if !prefix.is_empty() {
+        out.push_str(prefix);
+        out.push(':');
+    }
+    out.push_str(name);
+    out.push_str(":v");
+    out.push_str(&version.to_string());
+    out.push(':');
+    out.push_str(args);
+    out
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.remote(&crate::config::current_prefix()))
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("name", &self.owner.name())
+            .field("version", &self.owner.version())
+            .field("args", &&*self.args)
+            .finish()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.owner.name() == other.owner.name()
+            && self.owner.version() == other.owner.version()
+            && self.args == other.args
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.owner.name().hash(state);
+        self.owner.version().hash(state);
+        self.args.hash(state);
+    }
+}
+
+/// Encodes any key part into a fresh buffer (a helper for tests and custom code).
+pub fn encode<T: KeyPart + ?Sized>(part: &T) -> String {
+    let mut buf = KeyBuf::new();
+    part.encode_key(&mut buf);
+    buf.as_str().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readable_encodings() {
+        assert_eq!(encode(&42u64), "42");
+        assert_eq!(encode(&-7i32), "-7");
+        assert_eq!(encode(&i64::MIN), "-9223372036854775808");
+        assert_eq!(encode(&("a:b", "c")), "a\\:b:c");
+        assert_eq!(encode(&("a", "b:c")), "a:b\\:c");
+        assert_eq!(encode(&Some(5u8)), "+5");
+        assert_eq!(encode(&None::<u8>), "~");
+        assert_eq!(encode(&vec!["x", ""]), "[x,,]");
+        assert_eq!(encode(&Vec::<String>::new()), "[]");
+        assert_eq!(encode(&()), "()");
+    }
+
+    #[test]
+    fn long_keys_spill_to_the_heap_intact() {
+        let long = "k".repeat(200);
+        assert_eq!(encode(&(long.as_str(), 1u8)), format!("{long}:1"));
+    }
+}

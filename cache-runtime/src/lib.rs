@@ -1,0 +1,51 @@
+//! Two-layer memoization for Rust: an in-process moka cache (L1) in front of Redis shared by
+//! every process (L2), with preload scopes that fetch all the keys a request needs in one
+//! MGET.
+//!
+//! ```
+//! use cache_runtime::cached;
+//!
+//! #[cached(ttl = 60)]
+//! fn square(n: u64) -> u64 {
+//!     n * n
+//! }
+//!
+//! assert_eq!(square(12), 144); // runs the body
+//! assert_eq!(square(12), 144); // answered from memory
+//! assert_eq!(square::stats().misses, 1);
+//! assert_eq!(square::stats().l1_hits, 1);
+//! println!("{}", square::key(12)); // the key in Redis, e.g. `rust_out::square:v0:12`
+//! ```
+//!
+//! See the README for set-up with Redis, [`preload`] for scopes, and [`cached`] for every
+//! argument of the attribute.
+#![warn(missing_docs)]
+
+mod breaker;
+mod clock;
+pub mod codec;
+mod config;
+mod flight;
+mod front;
+mod key;
+mod layered;
+mod outcome;
+mod scope;
+mod stats;
+mod store;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use cache_macros::cached;
+pub use config::{Config, Error};
+pub use key::{encode as encode_key, Key, KeyBuf, KeyPart};
+pub use layered::KeyOwner;
+pub use outcome::{Outcome, Plain};
+pub use scope::{preload, preload_async};
+pub use stats::Stats;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

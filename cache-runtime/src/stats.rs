@@ -1,0 +1,95 @@
+//! Per-function counters.
+//!
+//! Hits served by a thread's front table are counted in a cell only that thread writes, so a
+//! hit costs no shared atomic write (which would bounce a cache line between cores). The
+//! other counters change only on slower paths and live in shared atomics.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// Counters of one `#[cached]` function since the process started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Calls answered from a preload scope.
+    pub scope_hits: u64,
+    /// Calls answered from the in-process cache (L1).
+    pub l1_hits: u64,
+    /// Calls answered from Redis (L2).
+    pub l2_hits: u64,
+    /// Times the function body ran.
+    pub misses: u64,
+    /// Redis operations that failed, timed out, or were skipped while the circuit breaker was
+    /// open. Each one fell back to computing the value.
+    pub l2_errors: u64,
+    /// Values in Redis that could not be decoded (foreign, truncated or of another type); each
+    /// was treated as a miss and overwritten.
+    pub decode_errors: u64,
+}
+
+/// A counter written by a single thread and read by any.
+#[derive(Default)]
+pub(crate) struct OwnedCounter(AtomicU64);
+
+impl OwnedCounter {
+    /// Adds one. Only the owning thread calls this, so a plain load and store suffice.
+    #[inline]
+    pub(crate) fn bump(&self) {
+        self.0.store(self.0.load(Relaxed) + 1, Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// The shared counters of one function, plus the per-thread hit cells.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) scope_hits: AtomicU64,
+    pub(crate) l1_hits: AtomicU64,
+    pub(crate) l2_hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) l2_errors: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+    thread_hits: Mutex<Vec<Arc<OwnedCounter>>>,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// A new hit cell for the calling thread.
+    pub(crate) fn register_thread(&self) -> Arc<OwnedCounter> {
+        let cell = Arc::new(OwnedCounter::default());
+        if let Ok(mut cells) = self.thread_hits.lock() {
+            cells.push(cell.clone());
+        }
+        cell
+    }
+
+    /// Folds a finished thread's hits into the shared count and forgets its cell.
+    pub(crate) fn retire_thread(&self, cell: &Arc<OwnedCounter>) {
+        if let Ok(mut cells) = self.thread_hits.lock() {
+            self.l1_hits.fetch_add(cell.get(), Relaxed);
+            cells.retain(|c| !Arc::ptr_eq(c, cell));
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let thread_hits: u64 = self
+            .thread_hits
+            .lock()
+            .map(|cells| cells.iter().map(|c| c.get()).sum())
+            .unwrap_or(0);
+        Stats {
+            scope_hits: self.scope_hits.load(Relaxed),
+            l1_hits: self.l1_hits.load(Relaxed) + thread_hits,
+            l2_hits: self.l2_hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            l2_errors: self.l2_errors.load(Relaxed),
+            decode_errors: self.decode_errors.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! L2: Redis, reached with short timeouts through a circuit breaker.
+//!
+//! Sync callers use a small pool of blocking connections (no async runtime needed); async
+//! callers share one multiplexed connection and never block their runtime thread. A failed
+//! connection is dropped and a new one is opened on a later call, so a restarted server is
+//! used again without restarting the process.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, Connection, FromRedisValue, Pipeline};
+
+use crate::breaker::Breaker;
+use crate::config::Error;
+use crate::flight::lock;
+
+/// Most keys asked in one MGET. One command over thousands of keys would hold Redis' single
+/// thread (and every other client) for milliseconds and build one huge reply; batches of this
+/// size stay in the tens of microseconds each and are still sent in a single round-trip
+/// (pipelined).
+pub(crate) const MGET_BATCH: usize = 256;
+
+/// Idle blocking connections kept for reuse.
+const IDLE_CONNECTIONS: usize = 16;
+
+/// Why a Redis operation did not give an answer.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The circuit breaker is open: the request was not sent.
+    Skipped,
+    /// No tokio runtime to drive an async request on.
+    NoRuntime,
+    /// The request failed or timed out.
+    Redis(redis::RedisError),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Skipped => f.write_str("skipped: circuit breaker open"),
+            Failure::NoRuntime => f.write_str("no tokio runtime to run an async redis request on"),
+            Failure::Redis(e) => write!(f, "redis: {e}"),
+        }
+    }
+}
+
+pub(crate) struct RedisStore {
+    client: Client,
+    timeout: Duration,
+    idle: Mutex<Vec<Connection>>,
+    shared: Mutex<Option<MultiplexedConnection>>,
+    breaker: Breaker,
+}
+
+/// One request: a single command or a pipeline.
+pub(crate) enum Request {
+    One(Cmd),
+    Many(Pipeline),
+}
+
+impl RedisStore {
+    pub(crate) fn open(
+        url: &str,
+        timeout: Duration,
+        failures: u32,
+        cooldown: Duration,
+    ) -> Result<Self, Error> {
+        let client = Client::open(url).map_err(|e| Error::InvalidRedisUrl {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(RedisStore {
+            client,
+            timeout,
+            idle: Mutex::new(Vec::new()),
+            shared: Mutex::new(None),
+            breaker: Breaker::new(failures, cooldown),
+        })
+    }
+
+    /// Sends `request` on a blocking connection.
+    pub(crate) fn run<T: FromRedisValue>(&self, request: &Request) -> Result<T, Failure> {
+        if !self.breaker.allows() {
+            return Err(Failure::Skipped);
+        }
+        let result = self.blocking_connection().and_then(|mut conn| {
+            let answer = match request {
+                Request::One(cmd) => cmd.query(&mut conn),
+                Request::Many(pipe) => pipe.query(&mut conn),
+            };
+            if answer.is_ok() {
+                self.park(conn);
+            }
+            answer
+        });
+        self.judge(result)
+    }
+
+    /// Sends `request` on the shared multiplexed connection.
+    pub(crate) async fn run_async<T: FromRedisValue>(
+        &self,
+        request: &Request,
+    ) -> Result<T, Failure> {
+        if !self.breaker.allows() {
+            return Err(Failure::Skipped);
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Failure::NoRuntime);
+        }
+        let result = match self.multiplexed().await {
+            Err(e) => Err(e),
+            Ok(mut conn) => {
+                let answer = match request {
+                    Request::One(cmd) => cmd.query_async(&mut conn).await,
+                    Request::Many(pipe) => pipe.query_async(&mut conn).await,
+                };
+                if answer.is_err() {
+                    // The connection may be dead (server restarted, its runtime gone): open a
+                    // fresh one next time.
+                    *lock(&self.shared) = None;
+                }
+                answer
+            }
+        };
+        self.judge(result)
+    }
+
+    fn judge<T>(&self, result: redis::RedisResult<T>) -> Result<T, Failure> {
+        match result {
+            Ok(value) => {
+                self.breaker.succeeded();
+                Ok(value)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "redis request failed");
+                self.breaker.failed();
+                Err(Failure::Redis(e))
+            }
+        }
+    }
+
+    fn blocking_connection(&self) -> redis::RedisResult<Connection> {
+        if let Some(conn) = lock(&self.idle).pop() {
+            return Ok(conn);
+        }
+        let conn = self.client.get_connection_with_timeout(self.timeout)?;
+        conn.set_read_timeout(Some(self.timeout))?;
+        conn.set_write_timeout(Some(self.timeout))?;
+        Ok(conn)
+    }
+
+    fn park(&self, conn: Connection) {
+        let mut idle = lock(&self.idle);
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push(conn);
+        }
+    }
+
+    async fn multiplexed(&self) -> redis::RedisResult<MultiplexedConnection> {
+        if let Some(conn) = lock(&self.shared).clone() {
+            return Ok(conn);
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        *lock(&self.shared) = Some(conn.clone());
+        Ok(conn)
+    }
+}
+
+/// `GET key`.
+pub(crate) fn get(key: &str) -> Request {
+    Request::One(redis::cmd("GET").arg(key).to_owned())
+}
+
+/// `SET key value [PX ttl]`.
+pub(crate) fn set(key: &str, value: &[u8], ttl: Option<Duration>) -> Request {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value);
+    if let Some(ttl) = ttl {
+        cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
+    }
+    Request::One(cmd)
+}
+
+/// `DEL key`.
+pub(crate) fn del(key: &str) -> Request {
+    Request::One(redis::cmd("DEL").arg(key).to_owned())
+}
+
+/// MGETs over `keys` in batches of [`MGET_BATCH`], pipelined into one round-trip. The answer
+/// is a list of batches, each a list of optional values in key order.
+pub(crate) fn mget(keys: &[String]) -> Request {
+    let mut pipe = redis::pipe();
+    for batch in keys.chunks(MGET_BATCH) {
+        pipe.cmd("MGET").arg(batch);
+    }
+    Request::Many(pipe)
+}
