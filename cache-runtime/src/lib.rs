@@ -37,6 +37,7 @@ mod store;
 #[doc(hidden)]
 pub mod __private;
 
+#[doc = include_str!("cached.md")]
 pub use cache_macros::cached;
 pub use config::{Config, Error};
 pub use key::{encode as encode_key, Key, KeyBuf, KeyPart};

@@ -1,0 +1,85 @@
+//! A slow function becomes fast: no Redis, no set-up.
+//!
+//! ```sh
+//! cargo run -p examples --example quickstart
+//! ```
+
+use std::time::{Duration, Instant};
+
+use cache_runtime::cached;
+
+/// Pretends to be expensive: a database query, an HTTP call, a markdown render...
+#[cached(ttl = 60)]
+fn word_count(text: String) -> usize {
+    std::thread::sleep(Duration::from_millis(200));
+    text.split_whitespace().count()
+}
+
+/// Results that are errors are not cached: the next call tries again.
+#[cached(ttl = Duration::from_secs(30), key = path)]
+fn read_config(path: &str, _verbose: bool) -> Result<String, String> {
+    std::thread::sleep(Duration::from_millis(100));
+    if path.ends_with(".toml") {
+        Ok(format!("contents of {path}"))
+    } else {
+        Err(format!("{path}: not a TOML file"))
+    }
+}
+
+/// Memoized recursion: each `n` is computed once.
+#[cached(local)]
+fn fib(n: u64) -> u128 {
+    if n < 2 {
+        n as u128
+    } else {
+        fib(n - 1) + fib(n - 2)
+    }
+}
+
+/// Runs `f` and prints what it returned and how long it took.
+fn timed<T: std::fmt::Debug>(label: &str, f: impl FnOnce() -> T) {
+    let started = Instant::now();
+    let value = format!("{:?}", f());
+    println!("{label:<38} -> {value:<30} in {:>10.3?}", started.elapsed());
+}
+
+fn main() {
+    let text = "the quick brown fox jumps over the lazy dog".to_string();
+
+    println!("== a slow function, called twice");
+    timed("word_count(text)  [computes]", || word_count(text.clone()));
+    timed("word_count(text)  [from memory]", || {
+        word_count(text.clone())
+    });
+
+    println!("\n== only Ok results are cached");
+    timed("read_config(\"app.toml\")", || {
+        read_config("app.toml", false)
+    });
+    timed("read_config(\"app.toml\")  [cached]", || {
+        read_config("app.toml", true)
+    });
+    timed("read_config(\"app.ini\")", || read_config("app.ini", false));
+    timed("read_config(\"app.ini\")  [tries again]", || {
+        read_config("app.ini", false)
+    });
+
+    println!("\n== memoized recursion");
+    timed("fib(90)", || fib(90));
+
+    println!("\n== companions");
+    println!("word_count::key(..)  = {}", word_count::key(text.clone()));
+    println!(
+        "read_config::key(..) = {}",
+        read_config::key("app.toml", false)
+    );
+    word_count::invalidate(text.clone());
+    timed("word_count(text)  [after invalidate]", || {
+        word_count(text.clone())
+    });
+
+    println!("\n== stats");
+    println!("word_count:  {:?}", word_count::stats());
+    println!("read_config: {:?}", read_config::stats());
+    println!("fib:         misses = {} (one per n)", fib::stats().misses);
+}
