@@ -50,8 +50,11 @@ pub trait KeyOwner: Send + Sync {
 /// serde bounds).
 pub struct RemoteCodec<V> {
     encode: fn(&V, Header) -> Result<Vec<u8>, String>,
-    decode: fn(&[u8]) -> Result<(V, Header), DecodeError>,
+    decode: DecodeFn<V>,
 }
+
+/// Bytes from Redis to a value and its header.
+type DecodeFn<V> = fn(&[u8]) -> Result<(V, Header), DecodeError>;
 
 impl<V> RemoteCodec<V>
 where
