@@ -4,9 +4,10 @@ use syn::meta::ParseNestedMeta;
 use syn::{Expr, ExprLit, FnArg, Lit, LitStr, Pat, Path, Signature, Token};
 
 /// Every argument, as the error messages list them.
-pub(crate) const VALID: &str = "`ttl`, `key`, `name`, `version`, `capacity`, `local`, `crate`";
+pub(crate) const VALID: &str = "`ttl`, `key`, `name`, `version`, `capacity`, `local`, `lock`, \
+                                 `lock_timeout`, `jitter`, `refresh`, `beta`, `stale`, `crate`";
 
-/// `ttl = 60` or `ttl = Duration::from_millis(300)`.
+/// A length of time: `60` (seconds) or a `Duration` expression.
 pub(crate) enum Ttl {
     Secs(u64),
     Duration(Expr),
@@ -21,6 +22,12 @@ pub(crate) struct CachedArgs {
     pub(crate) version: Option<u32>,
     pub(crate) capacity: Option<u64>,
     pub(crate) local: bool,
+    pub(crate) lock: Option<Path>,
+    pub(crate) lock_timeout: Option<(Ttl, Path)>,
+    pub(crate) jitter: Option<f64>,
+    pub(crate) refresh_early: Option<Path>,
+    pub(crate) beta: Option<(f64, Path)>,
+    pub(crate) stale: Option<(Ttl, Path)>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -92,9 +99,8 @@ impl CachedArgs {
             return skip_value(meta);
         };
         let fresh = match name.as_str() {
-            "ttl" | "key" | "name" | "version" | "capacity" | "local" | "crate" => {
-                seen.first(&name, path, errors)
-            }
+            "ttl" | "key" | "name" | "version" | "capacity" | "local" | "lock" | "lock_timeout"
+            | "jitter" | "refresh" | "beta" | "stale" | "crate" => seen.first(&name, path, errors),
             _ => {
                 errors.at(
                     path,
@@ -103,12 +109,18 @@ impl CachedArgs {
                 return skip_value(meta);
             }
         };
-        if name == "local" {
+        if name == "local" || name == "lock" {
             if meta.input.peek(Token![=]) {
-                errors.at(path, "`local` takes no value: write `#[cached(local)]`");
+                errors.at(
+                    path,
+                    format!("`{name}` takes no value: write `#[cached({name})]`"),
+                );
                 return skip_value(meta);
             }
-            self.local = true;
+            match name.as_str() {
+                "local" => self.local = true,
+                _ => self.lock = Some(path.clone()),
+            }
             return Ok(());
         }
         let value: Expr = meta.value()?.parse()?;
@@ -116,7 +128,46 @@ impl CachedArgs {
             return Ok(());
         }
         match name.as_str() {
-            "ttl" => self.ttl = ttl(value, errors),
+            "ttl" => self.ttl = duration(value, "ttl", errors),
+            "lock_timeout" => {
+                self.lock_timeout =
+                    duration(value, "lock_timeout", errors).map(|t| (t, path.clone()))
+            }
+            "stale" => self.stale = duration(value, "stale", errors).map(|t| (t, path.clone())),
+            "jitter" => {
+                self.jitter = float(&value, "jitter", errors).filter(|&j| {
+                    let ok = j > 0.0 && j < 1.0;
+                    if !ok {
+                        errors.at(
+                            &value,
+                            "`jitter` must be a fraction between 0 and 1, e.g. `jitter = 0.1`",
+                        );
+                    }
+                    ok
+                })
+            }
+            "beta" => {
+                self.beta = float(&value, "beta", errors)
+                    .filter(|&b| {
+                        if b <= 0.0 {
+                            errors.at(
+                                &value,
+                                "`beta` must be more than zero (1.0 is the usual choice)",
+                            );
+                        }
+                        b > 0.0
+                    })
+                    .map(|b| (b, path.clone()))
+            }
+            "refresh" => match &value {
+                Expr::Path(p) if p.path.is_ident("early") => {
+                    self.refresh_early = Some(path.clone())
+                }
+                other => errors.at(
+                    other,
+                    "`refresh` takes `early`: `#[cached(ttl = 60, refresh = early)]`",
+                ),
+            },
             "key" => self.key = Some(value),
             "name" => self.name = cache_name(value, errors),
             "version" => self.version = int::<u32>(&value, "version", errors),
@@ -145,29 +196,55 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     Ok(())
 }
 
-fn ttl(value: Expr, errors: &mut Errors) -> Option<Ttl> {
-    const HELP: &str = "`ttl` takes whole seconds (`ttl = 60`) or a `Duration` expression \
-                        (`ttl = Duration::from_millis(300)`)";
+/// `name = 60` (seconds, more than zero) or `name = <Duration expression>`.
+fn duration(value: Expr, name: &str, errors: &mut Errors) -> Option<Ttl> {
+    let help = format!(
+        "`{name}` takes whole seconds (`{name} = 60`) or a `Duration` expression \
+         (`{name} = Duration::from_millis(300)`)"
+    );
     match &value {
         Expr::Lit(ExprLit {
             lit: Lit::Int(int), ..
         }) => match int.base10_parse::<u64>() {
-            Ok(0) => {
+            Ok(0) if name == "ttl" => {
                 errors.at(&value, "`ttl` must be more than zero; to keep entries until they are evicted, leave `ttl` out");
+                None
+            }
+            Ok(0) => {
+                errors.at(&value, format!("`{name}` must be more than zero"));
                 None
             }
             Ok(secs) => Some(Ttl::Secs(secs)),
             Err(e) => {
-                errors.at(&value, format!("{HELP}: {e}"));
+                errors.at(&value, format!("{help}: {e}"));
                 None
             }
         },
         Expr::Lit(_) => {
-            errors.at(&value, HELP);
+            errors.at(&value, help);
             None
         }
         _ => Some(Ttl::Duration(value)),
     }
+}
+
+fn float(value: &Expr, name: &str, errors: &mut Errors) -> Option<f64> {
+    let parsed = match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse::<f64>().ok(),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse::<f64>().ok(),
+        _ => None,
+    };
+    if parsed.is_none() {
+        errors.at(
+            value,
+            format!("`{name}` must be a number literal, e.g. `{name} = 0.1`"),
+        );
+    }
+    parsed
 }
 
 fn int<N: std::str::FromStr>(value: &Expr, name: &str, errors: &mut Errors) -> Option<N>
@@ -286,6 +363,31 @@ pub(crate) fn validate(sig: &Signature, args: &CachedArgs, errors: &mut Errors) 
                 }
             }
         }
+    }
+    let needs_ttl = [
+        args.jitter.as_ref().map(|_| "jitter"),
+        args.refresh_early.as_ref().map(|_| "refresh"),
+        args.stale.as_ref().map(|_| "stale"),
+    ];
+    if args.ttl.is_none() {
+        for name in needs_ttl.into_iter().flatten() {
+            errors.at(
+                sig.ident.clone(),
+                format!("`{name}` needs a `ttl`: entries without one never expire"),
+            );
+        }
+    }
+    if let (Some(lock), true) = (&args.lock, args.local) {
+        errors.at(
+            lock,
+            "`lock` coordinates processes through Redis, which a `local` function never uses",
+        );
+    }
+    if let (Some((_, at)), None) = (&args.lock_timeout, &args.lock) {
+        errors.at(at, "`lock_timeout` needs `lock`");
+    }
+    if let (Some((_, at)), None) = (&args.beta, &args.refresh_early) {
+        errors.at(at, "`beta` tunes `refresh = early`, which is not set");
     }
     match &sig.output {
         syn::ReturnType::Default => errors.at(

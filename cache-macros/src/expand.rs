@@ -21,6 +21,10 @@ use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type};
 
 use crate::attr::{self, CachedArgs, Ttl};
 
+/// Lease of the fleet-wide lock when `lock` is given without `lock_timeout`: long enough for
+/// most bodies; a crashed owner delays the others by at most this much.
+const DEFAULT_LOCK_SECS: u64 = 10;
+
 /// Which results are cached.
 enum Mode {
     /// Every value (`T`).
@@ -269,19 +273,45 @@ impl Gen<'_> {
         };
         let version = self.args.version.unwrap_or(0);
         let capacity = self.args.capacity.unwrap_or(10_000);
-        let ttl = match &self.args.ttl {
-            None => quote!(::core::option::Option::None),
-            Some(Ttl::Secs(secs)) => quote!(#rt::__private::ttl_secs(#secs)),
-            Some(Ttl::Duration(expr)) => {
-                quote_spanned!(expr.span()=> #rt::__private::ttl_duration(#expr))
+        let ttl = self.duration(self.args.ttl.as_ref());
+        let stale = self.duration(self.args.stale.as_ref().map(|(t, _)| t));
+        let jitter = self.args.jitter.unwrap_or(0.0);
+        let early_beta = match (&self.args.refresh_early, &self.args.beta) {
+            (None, _) => quote!(::core::option::Option::None),
+            (Some(_), beta) => {
+                let beta = beta.as_ref().map_or(1.0, |(b, _)| *b);
+                quote!(::core::option::Option::Some(#beta))
             }
+        };
+        let lock = match (&self.args.lock, &self.args.lock_timeout) {
+            (None, _) => quote!(::core::option::Option::None),
+            (Some(_), None) => quote!(#rt::__private::ttl_secs(#DEFAULT_LOCK_SECS)),
+            (Some(_), Some((timeout, _))) => self.duration(Some(timeout)),
         };
         quote! {
             #rt::__private::Settings {
                 name: #name,
                 version: #version,
-                ttl: #ttl,
                 capacity: #capacity,
+                lifetime: #rt::__private::Lifetime {
+                    ttl: #ttl,
+                    jitter: #jitter,
+                    stale: #stale,
+                    early_beta: #early_beta,
+                },
+                lock: #lock,
+            }
+        }
+    }
+
+    /// `Option<Duration>` from seconds or a `Duration` expression.
+    fn duration(&self, value: Option<&Ttl>) -> TokenStream {
+        let rt = &self.rt;
+        match value {
+            None => quote!(::core::option::Option::None),
+            Some(Ttl::Secs(secs)) => quote!(#rt::__private::ttl_secs(#secs)),
+            Some(Ttl::Duration(expr)) => {
+                quote_spanned!(expr.span()=> #rt::__private::ttl_duration(#expr))
             }
         }
     }

@@ -3,6 +3,7 @@
 pub use std::sync::LazyLock;
 pub use std::time::Duration;
 
+pub use crate::freshness::Lifetime;
 pub use crate::front::Front;
 pub use crate::key::{Key, KeyBuf, KeyPart};
 pub use crate::layered::{CachedFn, FrontKey, RemoteCodec, Settings};

@@ -19,6 +19,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::clock;
+use crate::freshness::{self, Verdict};
 use crate::stats::{Counters, OwnedCounter};
 
 /// Slots looked at for one key (one cache line's worth of tags).
@@ -31,14 +32,17 @@ struct Slot<V> {
     args: Box<str>,
     value: V,
     deadline: u64,
+    delta_beta: u64,
     epoch: u64,
 }
 
 /// What a slot is filled with.
 pub(crate) struct Fill<V> {
     pub(crate) value: V,
-    /// Deadline of the entry the value came from.
+    /// Freshness deadline of the entry the value came from.
     pub(crate) deadline: u64,
+    /// Δ·β of early refresh (0 = off): a caller picked to refresh early falls through to L1.
+    pub(crate) delta_beta: u64,
     /// The function's epoch read before that entry was looked up.
     pub(crate) epoch: u64,
 }
@@ -89,7 +93,9 @@ impl<V: Clone> Front<V> {
         let start = table.bucket(hash);
         for slot in table.slots[start..start + WAYS].iter().flatten() {
             if slot.hash == hash && slot.epoch == epoch && &*slot.args == args {
-                if clock::expired(slot.deadline) {
+                if freshness::verdict(slot.deadline, slot.deadline, slot.delta_beta)
+                    != Verdict::Fresh
+                {
                     return None;
                 }
                 if let Some((cell, _)) = &table.hits {
@@ -130,6 +136,7 @@ impl<V: Clone> Front<V> {
             args: args.into(),
             value: fill.value,
             deadline: fill.deadline,
+            delta_beta: fill.delta_beta,
             epoch: fill.epoch,
         });
     }

@@ -2,15 +2,18 @@
 //!
 //! ```text
 //! call(args)
-//!   front table of this thread (exact TTL + epoch)   hit -> return
-//!   L1 (moka)                                        hit -> fill front, return
+//!   front table of this thread (exact TTL + epoch)   fresh hit -> return
+//!   L1 (moka)                                        fresh hit -> fill front, return
 //!   preload scope of this thread/task                hit -> decode, backfill L1, return
 //!   single flight on the key; the leader then:
 //!     L2 GET -> decode -> backfill L1 with the entry's remaining TTL -> return
-//!     body -> L1 insert -> release waiters -> L2 SET with TTL (fail-open) -> return
+//!     [lock]  SET NX the key's lock, or wait for the owner's value to appear in L2
+//!     body -> L1 insert -> release waiters -> L2 SET with TTL (fail-open) -> unlock -> return
 //! ```
 //!
-//! The sync and async paths share every step but the waiting and the Redis requests.
+//! An entry past its deadline but inside its `stale` window, or picked for early refresh, is
+//! served to every caller but one, which refreshes it. The path is written once as an `async
+//! fn` over [`Io`]: sync calls run it with blocking steps (see [`crate::io`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,13 +25,16 @@ use crate::clock;
 use crate::codec::{self, DecodeError, DefaultCodec, Header};
 use crate::config::{self, Installed};
 use crate::flight::{Flights, Joined};
+use crate::freshness::{Lifetime, Verdict};
 use crate::front::{self, Front};
+use crate::io::{self, Blocking, Io, NonBlocking};
 use crate::key::{self, Key, KeyBuf};
+use crate::lock::{self, Lock};
 use crate::outcome::Outcome;
 use crate::scope::{self, Preloaded};
 use crate::stats::{Counters, Stats};
 use crate::store::local::{Entry, LocalStore};
-use crate::store::redis::{self as l2, Failure, Request};
+use crate::store::redis::{self as l2, Request};
 
 /// What a [`Key`] needs from the function it belongs to.
 pub trait KeyOwner: Send + Sync {
@@ -38,7 +44,7 @@ pub trait KeyOwner: Send + Sync {
     fn version(&self) -> u32;
     /// `true` for `local` functions, which never use Redis.
     fn is_local(&self) -> bool;
-    /// Whether L1 holds a live entry for these arguments.
+    /// Whether L1 holds a fresh entry for these arguments.
     fn holds(&self, args: &str) -> bool;
     /// Counts a Redis failure against this function.
     fn count_l2_error(&self);
@@ -75,10 +81,12 @@ pub struct Settings {
     pub name: String,
     /// Part of every key; bump it to orphan old entries.
     pub version: u32,
-    /// Lifetime of an entry; `None` = until evicted.
-    pub ttl: Option<Duration>,
     /// Most entries kept in L1.
     pub capacity: u64,
+    /// TTL, jitter, stale window, early refresh.
+    pub lifetime: Lifetime,
+    /// Lease of the fleet-wide compute lock; `None` = no lock.
+    pub lock: Option<Duration>,
 }
 
 /// Everything one `#[cached]` function keeps: its L1, flights, counters and settings.
@@ -94,14 +102,21 @@ pub struct CachedFn<V> {
 /// The thread-local front table type generated code declares.
 pub type FrontKey<V> = LocalKey<Front<V>>;
 
-/// What the leader of a flight does after L1 and the scope missed.
-enum Plan {
-    /// Ask Redis under this remote key, then compute on a miss.
-    AskRemote(Arc<Installed>, String),
-    /// Compute, then write to Redis under this key (the scope already knows it is absent).
-    ComputeAndWrite(Arc<Installed>, String),
-    /// L1 only.
-    Compute,
+/// Where one call's key lives, computed once per call.
+struct Call<'a, V: 'static> {
+    front: &'static FrontKey<V>,
+    args: &'a str,
+    hash: u64,
+    /// The function's epoch, read before any lookup (see `front`).
+    epoch: u64,
+}
+
+/// The Redis side of a miss: the config in force and the key's remote name.
+struct Remote {
+    installed: Arc<Installed>,
+    key: String,
+    /// `false` when a preload scope already found the key absent: no GET, just compute.
+    ask_first: bool,
 }
 
 impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
@@ -138,7 +153,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let hash = front::hash(args.as_str());
         match self.front_hit(front, args.as_str(), hash) {
             Some(value) => O::from_cached(value),
-            None => self.miss(front, args.as_str(), hash, body),
+            None => self.miss_blocking(front, args.as_str(), hash, body),
         }
     }
 
@@ -152,7 +167,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let hash = front::hash(args.as_str());
         match self.front_hit(front, args.as_str(), hash) {
             Some(value) => O::from_cached(value),
-            None => self.miss_async(front, args.as_str(), hash, body).await,
+            None => {
+                let call = self.call_site(front, args.as_str(), hash);
+                self.miss(&NonBlocking, call, body).await
+            }
         }
     }
 
@@ -166,198 +184,228 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     }
 
     #[inline(never)]
-    fn miss<O: Outcome<V>>(
+    fn miss_blocking<O: Outcome<V>>(
         &'static self,
         front: &'static FrontKey<V>,
         args: &str,
         hash: u64,
         body: impl FnOnce() -> O,
     ) -> O {
-        let epoch = self.epoch.load(Ordering::Acquire);
-        if let Some(value) = self.l1_hit(front, args, hash, epoch) {
-            return O::from_cached(value);
-        }
-        let plan = match self.plan(front, args, hash, epoch) {
-            Ok(plan) => plan,
-            Err(value) => return O::from_cached(value),
-        };
-        loop {
-            let leader = match self.flights.join(args, hash) {
-                Joined::Waiter(waiter) => {
-                    waiter.wait();
-                    match self.l1_hit(front, args, hash, epoch) {
-                        Some(value) => return O::from_cached(value),
-                        None => continue,
-                    }
-                }
-                Joined::Leader(leader) => leader,
-            };
-            if let Some(value) = self.l1_hit(front, args, hash, epoch) {
-                return O::from_cached(value);
-            }
-            if let Plan::AskRemote(installed, remote_key) = &plan {
-                let answer = self.remote_run::<Option<Vec<u8>>>(installed, &l2::get(remote_key));
-                if let Some(value) = self.accept_remote(front, args, hash, epoch, answer) {
-                    return O::from_cached(value);
-                }
-            }
-            let started = Instant::now();
-            let out = body();
-            let write = self.store_computed(front, args, hash, epoch, &plan, &out, started);
-            drop(leader);
-            if let Some((installed, request)) = write {
-                self.remote_run::<()>(&installed, &request);
-            }
-            return out;
+        let call = self.call_site(front, args, hash);
+        io::block_on(self.miss(&Blocking, call, async move { body() }))
+    }
+
+    fn call_site<'a>(&self, front: &'static FrontKey<V>, args: &'a str, hash: u64) -> Call<'a, V> {
+        Call {
+            front,
+            args,
+            hash,
+            epoch: self.epoch.load(Ordering::Acquire),
         }
     }
 
-    async fn miss_async<O: Outcome<V>>(
+    /// Everything after a front-table miss.
+    async fn miss<I: Io, O: Outcome<V>>(
         &'static self,
-        front: &'static FrontKey<V>,
-        args: &str,
-        hash: u64,
+        io: &I,
+        call: Call<'_, V>,
         body: impl Future<Output = O>,
     ) -> O {
-        let epoch = self.epoch.load(Ordering::Acquire);
-        if let Some(value) = self.l1_hit(front, args, hash, epoch) {
-            return O::from_cached(value);
+        // A value to hand out while another caller refreshes it.
+        let mut servable = None;
+        if let Some(entry) = self.l1.get(call.args) {
+            match entry.verdict() {
+                Verdict::Fresh => return O::from_cached(self.l1_served(&call, entry)),
+                Verdict::Refresh => servable = Some(entry.value),
+                Verdict::Gone => {}
+            }
         }
-        let plan = match self.plan(front, args, hash, epoch) {
-            Ok(plan) => plan,
+        let remote = match self.remote_for(&call) {
+            Ok(remote) => remote,
             Err(value) => return O::from_cached(value),
         };
         loop {
-            let leader = match self.flights.join(args, hash) {
+            let leader = match self.flights.join(call.args, call.hash) {
+                Joined::Leader(leader) => leader,
                 Joined::Waiter(waiter) => {
-                    waiter.wait_async().await;
-                    match self.l1_hit(front, args, hash, epoch) {
+                    if let Some(value) = servable {
+                        return O::from_cached(self.count_hit(value));
+                    }
+                    io.wait(waiter).await;
+                    match self.fresh_in_l1(&call) {
                         Some(value) => return O::from_cached(value),
                         None => continue,
                     }
                 }
-                Joined::Leader(leader) => leader,
             };
-            if let Some(value) = self.l1_hit(front, args, hash, epoch) {
-                return O::from_cached(value);
-            }
-            if let Plan::AskRemote(installed, remote_key) = &plan {
-                let answer = self
-                    .remote_run_async::<Option<Vec<u8>>>(installed, &l2::get(remote_key))
-                    .await;
-                if let Some(value) = self.accept_remote(front, args, hash, epoch, answer) {
+            if servable.is_none() {
+                if let Some(value) = self.fresh_in_l1(&call) {
                     return O::from_cached(value);
+                }
+            }
+            let mut lock = None;
+            if let Some(remote) = &remote {
+                if remote.ask_first {
+                    if let Some(value) = self.read_remote(io, &call, remote).await {
+                        return O::from_cached(value);
+                    }
+                }
+                if let Some(lease) = self.settings.lock {
+                    match self
+                        .lock(io, &call, remote, lease, servable.is_some())
+                        .await
+                    {
+                        Lock::Owner(owned) => lock = Some(owned),
+                        Lock::Found(value) => return O::from_cached(value),
+                        Lock::Busy => {
+                            if let Some(value) = servable {
+                                return O::from_cached(self.count_hit(value));
+                            }
+                        }
+                        Lock::Unavailable => {}
+                    }
                 }
             }
             let started = Instant::now();
             let out = body.await;
-            let write = self.store_computed(front, args, hash, epoch, &plan, &out, started);
+            let write = self.store_computed(&call, remote.as_ref(), &out, started);
             drop(leader);
-            if let Some((installed, request)) = write {
-                self.remote_run_async::<()>(&installed, &request).await;
+            if let (Some(remote), Some(request)) = (&remote, write) {
+                self.send::<()>(io, &remote.installed, &request).await;
+            }
+            if let (Some(remote), Some(owned)) = (&remote, lock) {
+                self.send::<i64>(io, &remote.installed, &owned.release())
+                    .await;
             }
             return out;
         }
     }
 
-    /// A live L1 entry, copied into this thread's front table.
-    fn l1_hit(
-        &'static self,
-        front: &'static FrontKey<V>,
-        args: &str,
-        hash: u64,
-        epoch: u64,
-    ) -> Option<V> {
-        let entry = self.l1.get(args)?;
-        Counters::add(&self.counters.l1_hits);
-        self.fill_front(front, args, hash, epoch, &entry);
-        Some(entry.value)
+    /// Serves an L1 entry: counts the hit and copies it into this thread's front table.
+    fn l1_served(&'static self, call: &Call<'_, V>, entry: Entry<V>) -> V {
+        self.fill_front(call, &entry);
+        self.count_hit(entry.value)
     }
 
-    fn fill_front(
-        &'static self,
-        front: &'static FrontKey<V>,
-        args: &str,
-        hash: u64,
-        epoch: u64,
-        entry: &Entry<V>,
-    ) {
+    fn count_hit(&self, value: V) -> V {
+        Counters::add(&self.counters.l1_hits);
+        value
+    }
+
+    /// A fresh L1 entry (one another caller may just have stored).
+    fn fresh_in_l1(&'static self, call: &Call<'_, V>) -> Option<V> {
+        let entry = self.l1.get(call.args)?;
+        (!clock::expired(entry.deadline)).then(|| self.l1_served(call, entry))
+    }
+
+    fn fill_front(&'static self, call: &Call<'_, V>, entry: &Entry<V>) {
         let fill = front::Fill {
             value: entry.value.clone(),
             deadline: entry.deadline,
-            epoch,
+            delta_beta: entry.delta_beta,
+            epoch: call.epoch,
         };
-        let _ = front
-            .try_with(|table| table.put(args, hash, fill, &self.counters, self.settings.capacity));
+        let _ = call.front.try_with(|table| {
+            table.put(
+                call.args,
+                call.hash,
+                fill,
+                &self.counters,
+                self.settings.capacity,
+            )
+        });
     }
 
-    /// Decides what the leader will do; answers at once (as `Err`) from a preload scope.
-    fn plan(
-        &'static self,
-        front: &'static FrontKey<V>,
-        args: &str,
-        hash: u64,
-        epoch: u64,
-    ) -> Result<Plan, V> {
+    /// The Redis side of this call, if any; answers at once (as `Err`) from a preload scope.
+    fn remote_for(&'static self, call: &Call<'_, V>) -> Result<Option<Remote>, V> {
         if self.remote.is_none() {
-            return Ok(Plan::Compute);
+            return Ok(None);
         }
         let Some(installed) = config::current().filter(|c| c.remote.is_some()) else {
-            return Ok(Plan::Compute);
+            return Ok(None);
         };
-        match scope::find(self.id(), args) {
-            Some(Preloaded::Present(bytes)) => {
-                if let Some(value) = self.decode_into_l1(front, args, hash, epoch, &bytes) {
+        let ask_first = match scope::find(self.id(), call.args) {
+            Some(Preloaded::Present(bytes)) => match self.decode_into_l1(call, &bytes) {
+                Some(value) => {
                     Counters::add(&self.counters.scope_hits);
                     return Err(value);
                 }
-                let remote_key = self.remote_key(&installed, args);
-                Ok(Plan::ComputeAndWrite(installed, remote_key))
-            }
-            Some(Preloaded::Absent) => {
-                let remote_key = self.remote_key(&installed, args);
-                Ok(Plan::ComputeAndWrite(installed, remote_key))
-            }
-            None => {
-                let remote_key = self.remote_key(&installed, args);
-                Ok(Plan::AskRemote(installed, remote_key))
-            }
-        }
-    }
-
-    fn remote_key(&self, installed: &Installed, args: &str) -> String {
-        key::remote_key(
+                None => false,
+            },
+            Some(Preloaded::Absent) => false,
+            None => true,
+        };
+        let key = key::remote_key(
             &installed.prefix,
             &self.settings.name,
             self.settings.version,
-            args,
-        )
+            call.args,
+        );
+        Ok(Some(Remote {
+            installed,
+            key,
+            ask_first,
+        }))
     }
 
-    /// Uses an L2 answer: a decodable, unexpired value is backfilled and returned.
-    fn accept_remote(
+    /// GETs the key; a decodable, fresh value is backfilled and returned.
+    async fn read_remote<I: Io>(
         &'static self,
-        front: &'static FrontKey<V>,
-        args: &str,
-        hash: u64,
-        epoch: u64,
-        answer: Option<Option<Vec<u8>>>,
+        io: &I,
+        call: &Call<'_, V>,
+        remote: &Remote,
     ) -> Option<V> {
-        let bytes = answer.flatten()?;
-        let value = self.decode_into_l1(front, args, hash, epoch, &bytes)?;
+        let bytes = self
+            .send::<Option<Vec<u8>>>(io, &remote.installed, &l2::get(&remote.key))
+            .await??;
+        let value = self.decode_into_l1(call, &bytes)?;
         Counters::add(&self.counters.l2_hits);
         Some(value)
     }
 
-    /// Decodes stored bytes and backfills L1 with the entry's remaining lifetime.
-    fn decode_into_l1(
+    /// Takes the fleet-wide lock, or waits for its owner's value (see [`crate::lock`]).
+    async fn lock<I: Io>(
         &'static self,
-        front: &'static FrontKey<V>,
-        args: &str,
-        hash: u64,
-        epoch: u64,
-        bytes: &[u8],
-    ) -> Option<V> {
+        io: &I,
+        call: &Call<'_, V>,
+        remote: &Remote,
+        lease: Duration,
+        have_servable: bool,
+    ) -> Lock<V> {
+        let mut waiting = lock::Waiting::new(&remote.key, lease);
+        loop {
+            let Some(acquired) = self
+                .send::<Option<String>>(io, &remote.installed, &waiting.acquire())
+                .await
+            else {
+                return Lock::Unavailable;
+            };
+            if acquired.is_some() {
+                // The previous owner may have written the value just before we locked.
+                if let Some(value) = self.read_remote(io, call, remote).await {
+                    self.send::<i64>(io, &remote.installed, &waiting.owned().release())
+                        .await;
+                    return Lock::Found(value);
+                }
+                return Lock::Owner(waiting.owned());
+            }
+            if have_servable {
+                return Lock::Busy;
+            }
+            let Some(pause) = waiting.next_pause() else {
+                tracing::warn!(key = %remote.key, "lock owner did not finish in time; computing");
+                return Lock::Unavailable;
+            };
+            io.sleep(pause).await;
+            if let Some(value) = self.read_remote(io, call, remote).await {
+                return Lock::Found(value);
+            }
+        }
+    }
+
+    /// Decodes stored bytes and backfills L1 with the entry's remaining lifetime. A value
+    /// still servable but stale is backfilled too, yet not returned: the caller refreshes it.
+    fn decode_into_l1(&'static self, call: &Call<'_, V>, bytes: &[u8]) -> Option<V> {
         let remote = self.remote.as_ref()?;
         let (value, header) = match (remote.decode)(bytes) {
             Ok(decoded) => decoded,
@@ -367,62 +415,59 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 return None;
             }
         };
-        let deadline = match header.expires_at_ms {
-            None => u64::MAX,
-            Some(at) => {
-                let left = at.checked_sub(clock::unix_millis()).filter(|&ms| ms > 0)?;
-                clock::deadline_after(Some(Duration::from_millis(left)))
-            }
+        let fresh_for = match header.expires_at_ms {
+            None => None,
+            Some(at) => Some(Duration::from_millis(
+                at.saturating_sub(clock::unix_millis()),
+            )),
         };
-        let entry = Entry { value, deadline };
-        self.l1.insert(args, entry.clone());
-        self.fill_front(front, args, hash, epoch, &entry);
+        let times = self.settings.lifetime.times(fresh_for, header.compute_time);
+        let entry = Entry::new(value, &times);
+        if clock::expired(entry.keep_until) {
+            return None;
+        }
+        self.l1.insert(call.args, entry.clone());
+        if entry.verdict() != Verdict::Fresh {
+            return None;
+        }
+        self.fill_front(call, &entry);
         Some(entry.value)
     }
 
     /// After the body ran: counts it, stores a cacheable result in L1 and returns the L2 write
     /// to send. Nothing is stored if the function was invalidated meanwhile (the value may
     /// predate the invalidation).
-    #[allow(clippy::too_many_arguments)]
     fn store_computed<O: Outcome<V>>(
         &'static self,
-        front: &'static FrontKey<V>,
-        args: &str,
-        hash: u64,
-        epoch: u64,
-        plan: &Plan,
+        call: &Call<'_, V>,
+        remote: Option<&Remote>,
         out: &O,
         started: Instant,
-    ) -> Option<(Arc<Installed>, Request)> {
+    ) -> Option<Request> {
         Counters::add(&self.counters.misses);
         let value = out.cacheable()?;
-        if self.epoch.load(Ordering::Acquire) != epoch {
+        if self.epoch.load(Ordering::Acquire) != call.epoch {
             return None;
         }
-        let entry = Entry {
-            value: value.clone(),
-            deadline: clock::deadline_after(self.settings.ttl),
-        };
-        self.l1.insert(args, entry.clone());
-        self.fill_front(front, args, hash, epoch, &entry);
-        let (installed, remote_key) = match plan {
-            Plan::AskRemote(installed, key) | Plan::ComputeAndWrite(installed, key) => {
-                (installed, key)
-            }
-            Plan::Compute => return None,
-        };
-        let remote = self.remote.as_ref()?;
+        let compute_time = started.elapsed();
+        let lifetime = &self.settings.lifetime;
+        let times = lifetime.new_entry(compute_time);
+        let entry = Entry::new(value.clone(), &times);
+        self.l1.insert(call.args, entry.clone());
+        self.fill_front(call, &entry);
+        let remote = remote?;
+        let codec = self.remote.as_ref()?;
         let header = Header {
-            expires_at_ms: self
-                .settings
-                .ttl
-                .map(|ttl| clock::unix_millis() + ttl.as_millis() as u64),
-            compute_time: started.elapsed(),
+            expires_at_ms: times
+                .fresh_for
+                .map(|fresh| clock::unix_millis() + fresh.as_millis() as u64),
+            compute_time,
         };
-        match (remote.encode)(value, header) {
-            Ok(bytes) => Some((
-                installed.clone(),
-                l2::set(remote_key, &bytes, self.settings.ttl),
+        match (codec.encode)(value, header) {
+            Ok(bytes) => Some(l2::set(
+                &remote.key,
+                &bytes,
+                lifetime.remote_ttl(times.fresh_for),
             )),
             Err(error) => {
                 tracing::warn!(name = %self.settings.name, %error, "value could not be encoded for redis");
@@ -431,26 +476,15 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         }
     }
 
-    fn remote_run<T: redis::FromRedisValue>(
+    /// Sends one request; a failure is counted and logged, and reads as `None`.
+    async fn send<T: redis::FromRedisValue>(
         &self,
+        io: &impl Io,
         installed: &Installed,
         request: &Request,
     ) -> Option<T> {
         let store = installed.remote.as_ref()?;
-        self.judge(store.run(request))
-    }
-
-    async fn remote_run_async<T: redis::FromRedisValue>(
-        &self,
-        installed: &Installed,
-        request: &Request,
-    ) -> Option<T> {
-        let store = installed.remote.as_ref()?;
-        self.judge(store.run_async(request).await)
-    }
-
-    fn judge<T>(&self, result: Result<T, Failure>) -> Option<T> {
-        match result {
+        match io.run(store, request).await {
             Ok(value) => Some(value),
             Err(failure) => {
                 tracing::debug!(name = %self.settings.name, %failure, "falling back to computing");
@@ -460,34 +494,38 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         }
     }
 
-    /// Removes the entry for `args` from L1 (and every thread's front) and returns the L2
-    /// delete to send, if this function uses Redis.
-    fn forget(&self, args: &str) -> Option<(Arc<Installed>, Request)> {
+    /// Removes `args` from L1 and every front table, then from Redis.
+    async fn forget(&self, io: &impl Io, args: &str) {
         self.l1.remove(args);
         // After the removal, so that no front slot can be refilled under the new epoch with
         // the removed value (see `front`).
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.remote.as_ref()?;
-        let installed = config::current().filter(|c| c.remote.is_some())?;
-        let request = l2::del(&self.remote_key(&installed, args));
-        Some((installed, request))
+        if self.remote.is_none() {
+            return;
+        }
+        if let Some(installed) = config::current().filter(|c| c.remote.is_some()) {
+            let key = key::remote_key(
+                &installed.prefix,
+                &self.settings.name,
+                self.settings.version,
+                args,
+            );
+            self.send::<()>(io, &installed, &l2::del(&key)).await;
+        }
     }
 
     /// Removes one entry from both layers.
     pub fn invalidate(&self, args: KeyBuf) {
-        if let Some((installed, request)) = self.forget(args.as_str()) {
-            self.remote_run::<()>(&installed, &request);
-        }
+        io::block_on(self.forget(&Blocking, args.as_str()));
     }
 
     /// Removes one entry from both layers, without blocking the runtime.
     pub async fn invalidate_async(&self, args: KeyBuf) {
-        if let Some((installed, request)) = self.forget(args.as_str()) {
-            self.remote_run_async::<()>(&installed, &request).await;
-        }
+        self.forget(&NonBlocking, args.as_str()).await;
     }
 
-    /// Empties this function's L1 (Redis is left alone).
+    /// Empties this function's L1 and front tables (Redis is left alone): the next calls
+    /// read from Redis. Useful in tests and benchmarks.
     pub fn clear_local(&self) {
         self.l1.clear();
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -508,7 +546,7 @@ impl<V: Clone + Send + Sync + 'static> KeyOwner for CachedFn<V> {
     }
 
     fn holds(&self, args: &str) -> bool {
-        self.l1.contains(args)
+        self.l1.holds_fresh(args)
     }
 
     fn count_l2_error(&self) {

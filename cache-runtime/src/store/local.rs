@@ -6,22 +6,42 @@ use moka::sync::Cache;
 use moka::Expiry;
 
 use crate::clock;
+use crate::freshness::{self, Times, Verdict};
 
 /// A value in L1 with what the read path needs to know about it.
 #[derive(Clone)]
 pub(crate) struct Entry<V> {
     pub(crate) value: V,
-    /// Monotonic deadline ([`clock::now`] nanoseconds); `u64::MAX` = never.
+    /// Monotonic deadline of freshness ([`clock::now`] nanoseconds); `u64::MAX` = never.
     pub(crate) deadline: u64,
+    /// Kept (and servable while refreshing) until then: the deadline plus the stale window.
+    pub(crate) keep_until: u64,
+    /// Δ·β of early refresh, in nanoseconds (0 = off).
+    pub(crate) delta_beta: u64,
 }
 
-/// Tells moka to drop each entry at its own deadline (entries backfilled from L2 keep only
-/// their remaining lifetime).
+impl<V> Entry<V> {
+    pub(crate) fn new(value: V, times: &Times) -> Self {
+        Entry {
+            value,
+            deadline: times.deadline,
+            keep_until: times.keep_until,
+            delta_beta: times.delta_beta,
+        }
+    }
+
+    pub(crate) fn verdict(&self) -> Verdict {
+        freshness::verdict(self.deadline, self.keep_until, self.delta_beta)
+    }
+}
+
+/// Tells moka to drop each entry when it may no longer be served (entries backfilled from L2
+/// keep only their remaining lifetime).
 struct ByDeadline;
 
 impl<V> Expiry<Box<str>, Entry<V>> for ByDeadline {
     fn expire_after_create(&self, _: &Box<str>, entry: &Entry<V>, _: Instant) -> Option<Duration> {
-        clock::remaining(entry.deadline)
+        clock::remaining(entry.keep_until)
     }
 
     fn expire_after_update(
@@ -31,7 +51,7 @@ impl<V> Expiry<Box<str>, Entry<V>> for ByDeadline {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        clock::remaining(entry.deadline)
+        clock::remaining(entry.keep_until)
     }
 }
 
@@ -50,15 +70,16 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
         }
     }
 
-    /// The live entry for `args`, if any.
+    /// The entry for `args` if it may still be served (fresh, or stale within its window).
     pub(crate) fn get(&self, args: &str) -> Option<Entry<V>> {
         self.cache
             .get(args)
-            .filter(|entry| !clock::expired(entry.deadline))
+            .filter(|entry| !clock::expired(entry.keep_until))
     }
 
-    pub(crate) fn contains(&self, args: &str) -> bool {
-        self.get(args).is_some()
+    /// Whether a fresh entry is held.
+    pub(crate) fn holds_fresh(&self, args: &str) -> bool {
+        self.get(args).is_some_and(|e| !clock::expired(e.deadline))
     }
 
     pub(crate) fn insert(&self, args: &str, entry: Entry<V>) {
