@@ -194,12 +194,17 @@ impl Gen<'_> {
         };
         let call = if self.function.sig.asyncness.is_some() {
             let future = quote!(async move { let __cache_out: #output = #block; __cache_out });
+            let call_async = if self.refreshes_in_background() {
+                quote!(call_async_detached)
+            } else {
+                quote!(call_async)
+            };
             match self.mode {
                 Mode::Wrapped => {
-                    quote!(#cache.call_async(&__CACHE_FRONT, __cache_args, #future).await)
+                    quote!(#cache.#call_async(&__CACHE_FRONT, __cache_args, #future).await)
                 }
                 Mode::Plain => quote! {
-                    #cache.call_async(
+                    #cache.#call_async(
                         &__CACHE_FRONT,
                         __cache_args,
                         async move { #rt::__private::Plain(#future.await) },
@@ -224,6 +229,22 @@ impl Gen<'_> {
             let __cache_args = #encode;
             #call
         })
+    }
+
+    /// Whether refreshes of this async function run in a spawned task: it has `stale` or
+    /// `refresh = early`, and every parameter is owned (no reference, lifetime, `impl Trait` or
+    /// `self`), so its body can outlive the call that started the refresh. Otherwise the picked
+    /// caller refreshes inline.
+    fn refreshes_in_background(&self) -> bool {
+        let refreshes = self.args.stale.is_some() || self.args.refresh_early.is_some();
+        refreshes
+            && self.function.sig.inputs.iter().all(|arg| match arg {
+                FnArg::Receiver(_) => false,
+                FnArg::Typed(typed) => {
+                    let ty = &typed.ty;
+                    !borrows(&quote!(#ty))
+                }
+            })
     }
 
     /// Encodes the key: the `key = ...` expression, or every named parameter in order.
@@ -374,4 +395,14 @@ impl Gen<'_> {
             }
         }
     }
+}
+
+/// Whether a type's tokens hold a reference, a lifetime or an `impl Trait`.
+fn borrows(tokens: &TokenStream) -> bool {
+    tokens.clone().into_iter().any(|tree| match tree {
+        proc_macro2::TokenTree::Punct(p) => p.as_char() == '&' || p.as_char() == '\'',
+        proc_macro2::TokenTree::Ident(ident) => ident == "impl" || ident == "dyn",
+        proc_macro2::TokenTree::Group(group) => borrows(&group.stream()),
+        proc_macro2::TokenTree::Literal(_) => false,
+    })
 }

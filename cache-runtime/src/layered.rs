@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::clock;
 use crate::codec::{self, DecodeError, DefaultCodec, Header};
 use crate::config::{self, Installed};
-use crate::flight::{Flights, Joined};
+use crate::flight::{Flights, Joined, Leader};
 use crate::freshness::{Lifetime, Verdict};
 use crate::front::{self, Front};
 use crate::io::{self, Blocking, Io, NonBlocking};
@@ -109,6 +109,23 @@ struct Call<'a, V: 'static> {
     hash: u64,
     /// The function's epoch, read before any lookup (see `front`).
     epoch: u64,
+}
+
+/// Where [`CachedFn::prepare`] ended.
+enum Step<V: 'static> {
+    /// A value to return.
+    Answer(V),
+    /// This caller leads: compute.
+    Compute(Work<V>),
+}
+
+/// What the leader holds while it computes.
+struct Work<V: 'static> {
+    leader: Leader<'static>,
+    remote: Option<Remote>,
+    lock: Option<lock::Owned>,
+    /// The stale (or about to expire) value, when this computation is a refresh.
+    servable: Option<V>,
 }
 
 /// The Redis side of a miss: the config in force and the key's remote name.
@@ -211,74 +228,141 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         call: Call<'_, V>,
         body: impl Future<Output = O>,
     ) -> O {
+        match self.prepare(io, &call).await {
+            Step::Answer(value) => O::from_cached(value),
+            Step::Compute(work) => self.compute(io, &call, work, body).await,
+        }
+    }
+
+    /// An async call whose refreshes run in a spawned task: a caller that finds a stale value
+    /// (or is picked for early refresh) returns it at once and the refresh goes on in the
+    /// background. Generated for `stale` / `refresh = early` functions whose arguments are
+    /// owned, so that the body can outlive the call.
+    pub async fn call_async_detached<O, F>(
+        &'static self,
+        front: &'static FrontKey<V>,
+        args: KeyBuf,
+        body: F,
+    ) -> O
+    where
+        O: Outcome<V> + Send + 'static,
+        F: Future<Output = O> + Send + 'static,
+    {
+        let hash = front::hash(args.as_str());
+        if let Some(value) = self.front_hit(front, args.as_str(), hash) {
+            return O::from_cached(value);
+        }
+        let call = self.call_site(front, args.as_str(), hash);
+        let mut work = match self.prepare(&NonBlocking, &call).await {
+            Step::Answer(value) => return O::from_cached(value),
+            Step::Compute(work) => work,
+        };
+        let Some(value) = work.servable.take() else {
+            return self.compute(&NonBlocking, &call, work, body).await;
+        };
+        let (args, epoch) = (call.args.to_owned(), call.epoch);
+        tokio::spawn(async move {
+            let call = Call {
+                front,
+                args: &args,
+                hash,
+                epoch,
+            };
+            self.compute(&NonBlocking, &call, work, body).await;
+        });
+        O::from_cached(self.count_hit(value))
+    }
+
+    /// The lookups after a front-table miss: L1, the preload scope, the single flight, Redis,
+    /// the lock. Ends with an answer, or with this caller leading a computation.
+    async fn prepare<I: Io>(&'static self, io: &I, call: &Call<'_, V>) -> Step<V> {
         // A value to hand out while another caller refreshes it.
         let mut servable = None;
         if let Some(entry) = self.l1.get(call.args) {
             match entry.verdict() {
-                Verdict::Fresh => return O::from_cached(self.l1_served(&call, entry)),
+                Verdict::Fresh => return Step::Answer(self.l1_served(call, entry)),
                 Verdict::Refresh => servable = Some(entry.value),
                 Verdict::Gone => {}
             }
         }
-        let remote = match self.remote_for(&call) {
+        let remote = match self.remote_for(call) {
             Ok(remote) => remote,
-            Err(value) => return O::from_cached(value),
+            Err(value) => return Step::Answer(value),
         };
         loop {
             let leader = match self.flights.join(call.args, call.hash) {
                 Joined::Leader(leader) => leader,
                 Joined::Waiter(waiter) => {
                     if let Some(value) = servable {
-                        return O::from_cached(self.count_hit(value));
+                        return Step::Answer(self.count_hit(value));
                     }
                     io.wait(waiter).await;
-                    match self.fresh_in_l1(&call) {
-                        Some(value) => return O::from_cached(value),
+                    match self.fresh_in_l1(call) {
+                        Some(value) => return Step::Answer(value),
                         None => continue,
                     }
                 }
             };
             if servable.is_none() {
-                if let Some(value) = self.fresh_in_l1(&call) {
-                    return O::from_cached(value);
+                if let Some(value) = self.fresh_in_l1(call) {
+                    return Step::Answer(value);
                 }
             }
             let mut lock = None;
             if let Some(remote) = &remote {
                 if remote.ask_first {
-                    if let Some(value) = self.read_remote(io, &call, remote).await {
-                        return O::from_cached(value);
+                    if let Some(value) = self.read_remote(io, call, remote).await {
+                        return Step::Answer(value);
                     }
                 }
                 if let Some(lease) = self.settings.lock {
-                    match self
-                        .lock(io, &call, remote, lease, servable.is_some())
-                        .await
-                    {
+                    match self.lock(io, call, remote, lease, servable.is_some()).await {
                         Lock::Owner(owned) => lock = Some(owned),
-                        Lock::Found(value) => return O::from_cached(value),
+                        Lock::Found(value) => return Step::Answer(value),
                         Lock::Busy => {
                             if let Some(value) = servable {
-                                return O::from_cached(self.count_hit(value));
+                                return Step::Answer(self.count_hit(value));
                             }
                         }
                         Lock::Unavailable => {}
                     }
                 }
             }
-            let started = Instant::now();
-            let out = body.await;
-            let write = self.store_computed(&call, remote.as_ref(), &out, started);
-            drop(leader);
-            if let (Some(remote), Some(request)) = (&remote, write) {
-                self.send::<()>(io, &remote.installed, &request).await;
-            }
-            if let (Some(remote), Some(owned)) = (&remote, lock) {
-                self.send::<i64>(io, &remote.installed, &owned.release())
-                    .await;
-            }
-            return out;
+            return Step::Compute(Work {
+                leader,
+                remote,
+                lock,
+                servable,
+            });
         }
+    }
+
+    /// Runs the body as the leader, stores the result, releases the waiters and the lock.
+    async fn compute<I: Io, O: Outcome<V>>(
+        &'static self,
+        io: &I,
+        call: &Call<'_, V>,
+        work: Work<V>,
+        body: impl Future<Output = O>,
+    ) -> O {
+        let Work {
+            leader,
+            remote,
+            lock,
+            ..
+        } = work;
+        let started = Instant::now();
+        let out = body.await;
+        let write = self.store_computed(call, remote.as_ref(), &out, started);
+        drop(leader);
+        if let (Some(remote), Some(request)) = (&remote, write) {
+            self.send::<()>(io, &remote.installed, &request).await;
+        }
+        if let (Some(remote), Some(owned)) = (&remote, lock) {
+            self.send::<i64>(io, &remote.installed, &owned.release())
+                .await;
+        }
+        out
     }
 
     /// Serves an L1 entry: counts the hit and copies it into this thread's front table.

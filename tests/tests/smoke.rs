@@ -44,3 +44,15 @@ fn smoke() {
     assert_eq!(fetch::stats().misses, 1);
     rt.block_on(fetch::invalidate(1, "x"));
 }
+
+#[cached(ttl = 1, stale = 5)]
+async fn detached(n: u64) -> String {
+    format!("d{n}")
+}
+
+#[test]
+fn detached_refresh_compiles_and_serves() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(detached(1)), "d1");
+    assert_eq!(rt.block_on(detached(1)), "d1");
+}
