@@ -499,12 +499,9 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 return None;
             }
         };
-        let fresh_for = match header.expires_at_ms {
-            None => None,
-            Some(at) => Some(Duration::from_millis(
-                at.saturating_sub(clock::unix_millis()),
-            )),
-        };
+        let fresh_for = header
+            .expires_at_ms
+            .map(|at| Duration::from_millis(at.saturating_sub(clock::unix_millis())));
         let times = self.settings.lifetime.times(fresh_for, header.compute_time);
         let entry = Entry::new(value, &times);
         if clock::expired(entry.keep_until) {
