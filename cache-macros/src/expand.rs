@@ -201,12 +201,12 @@ impl Gen<'_> {
             };
             match self.mode {
                 Mode::Wrapped => {
-                    quote!(#cache.#call_async(&__CACHE_FRONT, __cache_args, #future).await)
+                    quote!(#cache.#call_async(&__CACHE_FRONT, &__cache_args, #future).await)
                 }
                 Mode::Plain => quote! {
                     #cache.#call_async(
                         &__CACHE_FRONT,
-                        __cache_args,
+                        &__cache_args,
                         async move { #rt::__private::Plain(#future.await) },
                     ).await.0
                 },
@@ -214,11 +214,11 @@ impl Gen<'_> {
         } else {
             let closure = quote!(move || -> #output #block);
             match self.mode {
-                Mode::Wrapped => quote!(#cache.call(&__CACHE_FRONT, __cache_args, #closure)),
+                Mode::Wrapped => quote!(#cache.call(&__CACHE_FRONT, &__cache_args, #closure)),
                 Mode::Plain => quote! {
                     #cache.call(
                         &__CACHE_FRONT,
-                        __cache_args,
+                        &__cache_args,
                         move || #rt::__private::Plain((#closure)()),
                     ).0
                 },

@@ -107,9 +107,12 @@ impl KeyBuf {
 
     #[inline]
     fn inline_str(&self) -> &str {
-        // Only whole `&str`s and ASCII escape pairs are ever copied in, so the prefix is
-        // valid UTF-8; `from_utf8` re-checks it cheaply and never fails in practice.
-        std::str::from_utf8(&self.inline[..self.len]).unwrap_or_default()
+        let bytes = &self.inline[..self.len];
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: `push_raw` is the only writer; it copies whole `&str`s (and `push_escaped`
+        // passes it whole `&str` pieces split at ASCII bytes, plus ASCII escape pairs), so
+        // `inline[..len]` is always a concatenation of valid UTF-8 strings.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 }
 
@@ -155,18 +158,34 @@ pub trait KeyPart {
     fn encode_key(&self, out: &mut KeyBuf);
 }
 
-macro_rules! int_key_part {
+macro_rules! unsigned_key_part {
     ($($t:ty),*) => {$(
         impl KeyPart for $t {
             #[inline]
             fn encode_key(&self, out: &mut KeyBuf) {
-                let mut digits = [0u8; 40];
-                out.push_raw(format_int(*self as i128, &mut digits));
+                let mut digits = [0u8; 20];
+                out.push_raw(format_u64(*self as u64, &mut digits));
             }
         }
     )*};
 }
-int_key_part!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, i128);
+unsigned_key_part!(u8, u16, u32, u64, usize);
+
+macro_rules! signed_key_part {
+    ($($t:ty),*) => {$(
+        impl KeyPart for $t {
+            #[inline]
+            fn encode_key(&self, out: &mut KeyBuf) {
+                if *self < 0 {
+                    out.push_raw("-");
+                }
+                let mut digits = [0u8; 20];
+                out.push_raw(format_u64((*self as i64).unsigned_abs(), &mut digits));
+            }
+        }
+    )*};
+}
+signed_key_part!(i8, i16, i32, i64, isize);
 
 impl KeyPart for u128 {
     fn encode_key(&self, out: &mut KeyBuf) {
@@ -174,25 +193,26 @@ impl KeyPart for u128 {
     }
 }
 
+impl KeyPart for i128 {
+    fn encode_key(&self, out: &mut KeyBuf) {
+        out.push_raw(&self.to_string());
+    }
+}
+
 /// Writes `n` in decimal at the end of `buf` and returns the written text.
 #[inline]
-fn format_int(n: i128, buf: &mut [u8; 40]) -> &str {
+fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
     let mut pos = buf.len();
-    let negative = n < 0;
-    let mut rest = n.unsigned_abs();
     loop {
         pos -= 1;
-        buf[pos] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
+        buf[pos] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
             break;
         }
     }
-    if negative {
-        pos -= 1;
-        buf[pos] = b'-';
-    }
-    std::str::from_utf8(&buf[pos..]).unwrap_or_default()
+    // SAFETY: only ASCII digits were written to `buf[pos..]`.
+    unsafe { std::str::from_utf8_unchecked(&buf[pos..]) }
 }
 
 impl KeyPart for bool {

@@ -164,7 +164,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     pub fn call<O: Outcome<V>>(
         &'static self,
         front: &'static FrontKey<V>,
-        args: KeyBuf,
+        args: &KeyBuf,
         body: impl FnOnce() -> O,
     ) -> O {
         let hash = front::hash(args.as_str());
@@ -178,7 +178,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     pub async fn call_async<O: Outcome<V>>(
         &'static self,
         front: &'static FrontKey<V>,
-        args: KeyBuf,
+        args: &KeyBuf,
         body: impl Future<Output = O>,
     ) -> O {
         let hash = front::hash(args.as_str());
@@ -241,7 +241,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     pub async fn call_async_detached<O, F>(
         &'static self,
         front: &'static FrontKey<V>,
-        args: KeyBuf,
+        args: &KeyBuf,
         body: F,
     ) -> O
     where
