@@ -36,6 +36,16 @@ struct Slot<V> {
     epoch: u64,
 }
 
+/// What a front-table lookup found.
+pub(crate) enum Lookup<V> {
+    /// A fresh value.
+    Hit(V),
+    /// A fresh value, but early refresh picked this caller to recompute it.
+    PickedForRefresh,
+    /// Nothing usable.
+    Miss,
+}
+
 /// What a slot is filled with.
 pub(crate) struct Fill<V> {
     pub(crate) value: V,
@@ -83,28 +93,31 @@ impl<V> Default for Front<V> {
 }
 
 impl<V: Clone> Front<V> {
-    /// The value for `args` if this thread holds a current one; counts the hit.
+    /// The value for `args` if this thread holds a fresh one (and counts the hit).
     #[inline]
-    pub(crate) fn get(&self, args: &str, hash: u64, epoch: u64) -> Option<V> {
-        let table = self.table.try_borrow().ok()?;
+    pub(crate) fn get(&self, args: &str, hash: u64, epoch: u64) -> Lookup<V> {
+        let Ok(table) = self.table.try_borrow() else {
+            return Lookup::Miss;
+        };
         if table.slots.is_empty() {
-            return None;
+            return Lookup::Miss;
         }
         let start = table.bucket(hash);
         for slot in table.slots[start..start + WAYS].iter().flatten() {
             if slot.hash == hash && slot.epoch == epoch && &*slot.args == args {
-                if freshness::verdict(slot.deadline, slot.deadline, slot.delta_beta)
-                    != Verdict::Fresh
-                {
-                    return None;
-                }
-                if let Some((cell, _)) = &table.hits {
-                    cell.bump();
-                }
-                return Some(slot.value.clone());
+                return match freshness::verdict(slot.deadline, slot.deadline, slot.delta_beta) {
+                    Verdict::Fresh => {
+                        if let Some((cell, _)) = &table.hits {
+                            cell.bump();
+                        }
+                        Lookup::Hit(slot.value.clone())
+                    }
+                    Verdict::Refresh => Lookup::PickedForRefresh,
+                    Verdict::Gone => Lookup::Miss,
+                };
             }
         }
-        None
+        Lookup::Miss
     }
 
     /// Remembers `fill` for `args` on this thread.

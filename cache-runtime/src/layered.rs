@@ -26,7 +26,7 @@ use crate::codec::{self, DecodeError, DefaultCodec, Header};
 use crate::config::{self, Installed};
 use crate::flight::{Flights, Joined, Leader};
 use crate::freshness::{Lifetime, Verdict};
-use crate::front::{self, Front};
+use crate::front::{self, Front, Lookup};
 use crate::io::{self, Blocking, Io, NonBlocking};
 use crate::key::{self, Key, KeyBuf};
 use crate::lock::{self, Lock};
@@ -109,6 +109,8 @@ struct Call<'a, V: 'static> {
     hash: u64,
     /// The function's epoch, read before any lookup (see `front`).
     epoch: u64,
+    /// Early refresh already picked this caller in the front table (no second draw).
+    picked_for_refresh: bool,
 }
 
 /// Where [`CachedFn::prepare`] ended.
@@ -169,8 +171,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     ) -> O {
         let hash = front::hash(args.as_str());
         match self.front_hit(front, args.as_str(), hash) {
-            Some(value) => O::from_cached(value),
-            None => self.miss_blocking(front, args.as_str(), hash, body),
+            Lookup::Hit(value) => O::from_cached(value),
+            lookup => self.miss_blocking(front, args.as_str(), hash, lookup, body),
         }
     }
 
@@ -183,21 +185,20 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     ) -> O {
         let hash = front::hash(args.as_str());
         match self.front_hit(front, args.as_str(), hash) {
-            Some(value) => O::from_cached(value),
-            None => {
-                let call = self.call_site(front, args.as_str(), hash);
+            Lookup::Hit(value) => O::from_cached(value),
+            lookup => {
+                let call = self.call_site(front, args.as_str(), hash, lookup);
                 self.miss(&NonBlocking, call, body).await
             }
         }
     }
 
     #[inline]
-    fn front_hit(&self, front: &'static FrontKey<V>, args: &str, hash: u64) -> Option<V> {
+    fn front_hit(&self, front: &'static FrontKey<V>, args: &str, hash: u64) -> Lookup<V> {
         let epoch = self.epoch.load(Ordering::Acquire);
         front
             .try_with(|table| table.get(args, hash, epoch))
-            .ok()
-            .flatten()
+            .unwrap_or(Lookup::Miss)
     }
 
     #[inline(never)]
@@ -206,18 +207,26 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         front: &'static FrontKey<V>,
         args: &str,
         hash: u64,
+        lookup: Lookup<V>,
         body: impl FnOnce() -> O,
     ) -> O {
-        let call = self.call_site(front, args, hash);
+        let call = self.call_site(front, args, hash, lookup);
         io::block_on(self.miss(&Blocking, call, async move { body() }))
     }
 
-    fn call_site<'a>(&self, front: &'static FrontKey<V>, args: &'a str, hash: u64) -> Call<'a, V> {
+    fn call_site<'a>(
+        &self,
+        front: &'static FrontKey<V>,
+        args: &'a str,
+        hash: u64,
+        lookup: Lookup<V>,
+    ) -> Call<'a, V> {
         Call {
             front,
             args,
             hash,
             epoch: self.epoch.load(Ordering::Acquire),
+            picked_for_refresh: matches!(lookup, Lookup::PickedForRefresh),
         }
     }
 
@@ -249,24 +258,27 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         F: Future<Output = O> + Send + 'static,
     {
         let hash = front::hash(args.as_str());
-        if let Some(value) = self.front_hit(front, args.as_str(), hash) {
-            return O::from_cached(value);
-        }
-        let call = self.call_site(front, args.as_str(), hash);
+        let lookup = match self.front_hit(front, args.as_str(), hash) {
+            Lookup::Hit(value) => return O::from_cached(value),
+            lookup => lookup,
+        };
+        let call = self.call_site(front, args.as_str(), hash, lookup);
         let mut work = match self.prepare(&NonBlocking, &call).await {
             Step::Answer(value) => return O::from_cached(value),
             Step::Compute(work) => work,
         };
-        let Some(value) = work.servable.take() else {
+        let runtime = tokio::runtime::Handle::try_current();
+        let (Some(value), Ok(runtime)) = (work.servable.take(), runtime) else {
             return self.compute(&NonBlocking, &call, work, body).await;
         };
         let (args, epoch) = (call.args.to_owned(), call.epoch);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let call = Call {
                 front,
                 args: &args,
                 hash,
                 epoch,
+                picked_for_refresh: true,
             };
             self.compute(&NonBlocking, &call, work, body).await;
         });
@@ -279,7 +291,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         // A value to hand out while another caller refreshes it.
         let mut servable = None;
         if let Some(entry) = self.l1.get(call.args) {
-            match entry.verdict() {
+            let verdict = match entry.verdict() {
+                Verdict::Fresh if call.picked_for_refresh => Verdict::Refresh,
+                verdict => verdict,
+            };
+            match verdict {
                 Verdict::Fresh => return Step::Answer(self.l1_served(call, entry)),
                 Verdict::Refresh => servable = Some(entry.value),
                 Verdict::Gone => {}
