@@ -74,12 +74,23 @@ impl CachedArgs {
         let mut args = CachedArgs::default();
         let mut errors = Errors::default();
         let mut seen = Seen::default();
+        // Whether syn stopped inside one argument (its value) or between arguments.
+        let mut in_argument = false;
         let parser = syn::meta::parser(|meta| {
+            in_argument = true;
             args.parse_one(&meta, &mut seen, &mut errors)?;
+            in_argument = false;
             Ok(())
         });
         if let Err(error) = syn::parse::Parser::parse2(parser, tokens) {
-            errors.push(error);
+            if in_argument {
+                errors.push(error);
+            } else {
+                let message = format!(
+                    "{error}; `cached` takes comma-separated arguments, each one of {VALID}"
+                );
+                errors.push(syn::Error::new(error.span(), message));
+            }
         }
         (args, errors)
     }
@@ -122,6 +133,13 @@ impl CachedArgs {
                 _ => self.lock = Some(path.clone()),
             }
             return Ok(());
+        }
+        if !meta.input.peek(Token![=]) {
+            errors.at(
+                path,
+                format!("`{name}` needs a value, e.g. `{}`", example(&name)),
+            );
+            return skip_value(meta);
         }
         let value: Expr = meta.value()?.parse()?;
         if !fresh {
@@ -183,6 +201,24 @@ impl CachedArgs {
             _ => unreachable!("every known argument is handled above"),
         }
         Ok(())
+    }
+}
+
+/// How an argument that takes a value is written.
+fn example(name: &str) -> &'static str {
+    match name {
+        "ttl" => "ttl = 60",
+        "key" => "key = note.id",
+        "name" => "name = \"notes::markup\"",
+        "version" => "version = 2",
+        "capacity" => "capacity = 1000",
+        "lock_timeout" => "lock_timeout = 5",
+        "jitter" => "jitter = 0.1",
+        "refresh" => "refresh = early",
+        "beta" => "beta = 1.0",
+        "stale" => "stale = 30",
+        "crate" => "crate = \"my_cache\"",
+        _ => "argument = value",
     }
 }
 

@@ -20,8 +20,21 @@ pub fn ttl_duration(ttl: Duration) -> Option<Duration> {
     Some(ttl)
 }
 
+/// A value that can go to Redis. Only here so that a missing serde impl is reported with a
+/// message that names the fix (`local`, or the derives) instead of a bare trait bound.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in Redis: it does not implement serde's `Serialize` and \
+               `Deserialize`",
+    label = "the value type of this cached function",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for `{Self}`, or write \
+            `#[cached(local)]` to keep its values in memory only"
+)]
+pub trait RemoteValue: serde::Serialize + serde::de::DeserializeOwned {}
+
+impl<V: serde::Serialize + serde::de::DeserializeOwned> RemoteValue for V {}
+
 /// The codec of a function whose values go to Redis.
-pub fn shared<V: serde::Serialize + serde::de::DeserializeOwned>() -> Option<RemoteCodec<V>> {
+pub fn shared<V: RemoteValue>() -> Option<RemoteCodec<V>> {
     Some(RemoteCodec::serde())
 }
 

@@ -153,6 +153,12 @@ fn is_meta(b: u8) -> bool {
 ///
 /// To stay injective an implementation must write a fixed number of parts, each through
 /// another `KeyPart` (or [`KeyBuf::push_escaped`] for text).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key: it does not implement `KeyPart`",
+    label = "used in the cache key",
+    note = "implement `cache_runtime::KeyPart` for `{Self}`, or choose what identifies a call \
+            with `#[cached(key = ...)]` (e.g. `key = note.id`)"
+)]
 pub trait KeyPart {
     /// Appends this value's encoding to `out`.
     fn encode_key(&self, out: &mut KeyBuf);

@@ -1,0 +1,8 @@
+use cache_runtime::cached;
+
+#[cached(ttl = 60)]
+struct Squares;
+
+fn main() {
+    let _ = Squares;
+}
