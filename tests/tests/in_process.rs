@@ -112,7 +112,7 @@ static OPTION_RUNS: AtomicUsize = AtomicUsize::new(0);
 #[cached(ttl = 60)]
 fn find(id: u32) -> Option<String> {
     OPTION_RUNS.fetch_add(1, SeqCst);
-    (id % 2 == 0).then(|| format!("item {id}"))
+    id.is_multiple_of(2).then(|| format!("item {id}"))
 }
 
 #[test]
