@@ -141,7 +141,7 @@ impl CachedArgs {
             );
             return skip_value(meta);
         }
-        let value: Expr = meta.value()?.parse()?;
+        let value = ungroup(meta.value()?.parse()?);
         if !fresh {
             return Ok(());
         }
@@ -219,6 +219,15 @@ fn example(name: &str) -> &'static str {
         "stale" => "stale = 30",
         "crate" => "crate = \"my_cache\"",
         _ => "argument = value",
+    }
+}
+
+/// Strips the invisible groups `macro_rules!` wraps around fragments (`$name:literal`), so a
+/// literal passed through a user's macro is still recognised as one.
+fn ungroup(value: Expr) -> Expr {
+    match value {
+        Expr::Group(group) => ungroup(*group.expr),
+        other => other,
     }
 }
 
