@@ -357,6 +357,7 @@ impl Gen<'_> {
         let key = format_ident!("{prefix}key");
         let invalidate = format_ident!("{prefix}invalidate");
         let stats = format_ident!("{prefix}stats");
+        let clear_local = format_ident!("{prefix}clear_local");
         let encode = self.encode_key();
         let invalidate_fn = if sig.asyncness.is_some() {
             quote! {
@@ -377,6 +378,10 @@ impl Gen<'_> {
         let invalidate_doc =
             format!("Removes the entry of `{fn_name}` for these arguments from L1 and Redis.");
         let stats_doc = format!("Counters of `{fn_name}` since the process started.");
+        let clear_doc = format!(
+            "Empties the in-process layer of `{fn_name}` (Redis keeps its entries): the next \
+             calls read from Redis."
+        );
         quote! {
             #[doc = #key_doc]
             #[allow(unused_variables, unused_mut, clippy::needless_pass_by_value)]
@@ -392,6 +397,11 @@ impl Gen<'_> {
             #[doc = #stats_doc]
             #vis fn #stats() -> #rt::__private::Stats {
                 #cache.stats()
+            }
+
+            #[doc = #clear_doc]
+            #vis fn #clear_local() {
+                #cache.clear_local()
             }
         }
     }
