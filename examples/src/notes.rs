@@ -1,0 +1,219 @@
+//! A small note site whose pages are built from cached fragments, served with and without a
+//! preload scope. Used by `examples/notes.rs` and by the HTTP test.
+//!
+//! - `GET /notes/{id}`: the page, rendered inside one preload scope (one MGET).
+//! - `GET /notes/{id}?preload=false`: the same page, each fragment fetched on its own.
+//! - `POST /clear-local`: empties the fragments' in-process layer, so the next page has to
+//!   go to Redis (what a freshly started instance sees).
+//! - `GET /stats`: per-fragment counters.
+//!
+//! Every page response carries `x-redis-commands`: the GET, MGET and SET commands Redis
+//! executed while it was rendered, read from Redis' own `INFO commandstats` (exact when
+//! requests do not overlap).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{Html, IntoResponse};
+use axum::routing::{get, post};
+use axum::Router;
+use cache_runtime::{cached, preload_async, Key};
+use tokio::sync::Mutex;
+
+/// Comments per note; with the note's markup, author card, tag list and two related-note
+/// teasers a page needs 21 fragments.
+pub const COMMENTS_PER_NOTE: u64 = 16;
+
+/// Stands for real work (a markdown render, a database query) in each fragment.
+async fn work() {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+}
+
+/// The author of a note (ids are derived, as a database would return them).
+fn author_of(note_id: u64) -> u32 {
+    (note_id % 7) as u32 + 1
+}
+
+fn comment_ids(note_id: u64) -> impl Iterator<Item = u64> {
+    (0..COMMENTS_PER_NOTE).map(move |i| note_id * 1000 + i)
+}
+
+fn related_ids(note_id: u64) -> [u64; 2] {
+    [note_id + 1, note_id + 2]
+}
+
+/// The note's body rendered to HTML.
+#[cached(ttl = 60)]
+pub async fn note_markup(note_id: u64) -> String {
+    work().await;
+    format!("<article><h1>Note {note_id}</h1><p>Rendered body of note {note_id}.</p></article>")
+}
+
+/// One rendered comment.
+#[cached(ttl = 60)]
+pub async fn comment_html(comment_id: u64) -> String {
+    work().await;
+    format!("<li class=\"comment\">Comment {comment_id}</li>")
+}
+
+/// The author's card.
+#[cached(ttl = 60)]
+pub async fn author_card(user_id: u32) -> String {
+    work().await;
+    format!("<aside>User {user_id}</aside>")
+}
+
+/// The note's tags.
+#[cached(ttl = 60)]
+pub async fn tag_list(note_id: u64) -> Vec<String> {
+    work().await;
+    vec![format!("tag-{}", note_id % 3), "rust".to_string()]
+}
+
+/// A teaser for a related note.
+#[cached(ttl = 60)]
+pub async fn teaser(note_id: u64) -> String {
+    work().await;
+    format!("<a href=\"/notes/{note_id}\">Note {note_id}</a>")
+}
+
+/// Every fragment key a note page needs, from the companions.
+pub fn page_keys(note_id: u64) -> Vec<Key> {
+    let mut keys = vec![
+        note_markup::key(note_id),
+        author_card::key(author_of(note_id)),
+        tag_list::key(note_id),
+    ];
+    keys.extend(comment_ids(note_id).map(comment_html::key));
+    keys.extend(related_ids(note_id).map(teaser::key));
+    keys
+}
+
+/// Renders the page from its fragments.
+pub async fn render(note_id: u64) -> String {
+    let mut html = String::from("<html><body>");
+    html += &note_markup(note_id).await;
+    html += &author_card(author_of(note_id)).await;
+    html += &format!("<p>{}</p><ul>", tag_list(note_id).await.join(", "));
+    for id in comment_ids(note_id) {
+        html += &comment_html(id).await;
+    }
+    html += "</ul><nav>";
+    for id in related_ids(note_id) {
+        html += &teaser(id).await;
+    }
+    html + "</nav></body></html>"
+}
+
+/// What the handlers share: a connection to read Redis' command counters.
+#[derive(Clone)]
+pub struct App {
+    redis: Option<Arc<Mutex<redis::aio::MultiplexedConnection>>>,
+}
+
+impl App {
+    /// Installs the cache config for `redis_url` and connects the counter reader. If Redis is
+    /// unreachable the site still works (every fragment is computed; no counts are shown).
+    pub async fn new(redis_url: &str) -> Self {
+        if let Err(e) = cache_runtime::Config::new()
+            .redis(redis_url)
+            .prefix("notes-example")
+            .install()
+        {
+            eprintln!("cache config: {e}");
+        }
+        let redis = match redis::Client::open(redis_url) {
+            Ok(client) => client.get_multiplexed_async_connection().await.ok(),
+            Err(_) => None,
+        };
+        App {
+            redis: redis.map(|c| Arc::new(Mutex::new(c))),
+        }
+    }
+
+    /// Calls of GET, MGET and SET so far, from `INFO commandstats`.
+    async fn command_counts(&self) -> Option<HashMap<String, u64>> {
+        let conn = self.redis.as_ref()?;
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut *conn.lock().await)
+            .await
+            .ok()?;
+        Some(parse_commandstats(&info))
+    }
+}
+
+/// `cmdstat_get:calls=3,...` lines to `{"get": 3, ..}` for the data commands.
+fn parse_commandstats(info: &str) -> HashMap<String, u64> {
+    info.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = fields.split(',').find_map(|f| f.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .filter(|(name, _)| matches!(name.as_str(), "get" | "mget" | "set"))
+        .collect()
+}
+
+/// The site's routes.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/notes/{id}", get(note_page))
+        .route("/clear-local", post(clear_local))
+        .route("/stats", get(stats))
+        .with_state(app)
+}
+
+async fn note_page(
+    State(app): State<App>,
+    Path(id): Path<u64>,
+    Query(query): Query<HashMap<String, String>>,
+) -> impl IntoResponse {
+    let use_preload = query.get("preload").map(String::as_str) != Some("false");
+    let before = app.command_counts().await;
+    let html = if use_preload {
+        preload_async(page_keys(id), render(id)).await
+    } else {
+        render(id).await
+    };
+    let after = app.command_counts().await;
+    let mut headers = HeaderMap::new();
+    if let (Some(before), Some(after)) = (before, after) {
+        let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
+        let summary = format!(
+            "get={} mget={} set={}",
+            delta("get"),
+            delta("mget"),
+            delta("set")
+        );
+        if let Ok(value) = HeaderValue::from_str(&summary) {
+            headers.insert("x-redis-commands", value);
+        }
+    }
+    (headers, Html(html))
+}
+
+async fn clear_local() -> &'static str {
+    note_markup::clear_local();
+    comment_html::clear_local();
+    author_card::clear_local();
+    tag_list::clear_local();
+    teaser::clear_local();
+    "cleared\n"
+}
+
+async fn stats() -> String {
+    [
+        ("note_markup", note_markup::stats()),
+        ("comment_html", comment_html::stats()),
+        ("author_card", author_card::stats()),
+        ("tag_list", tag_list::stats()),
+        ("teaser", teaser::stats()),
+    ]
+    .iter()
+    .map(|(name, s)| format!("{name:<13} {s:?}\n"))
+    .collect()
+}
