@@ -89,8 +89,13 @@ impl RedisStore {
                 Request::One(cmd) => cmd.query(&mut conn),
                 Request::Many(pipe) => pipe.query(&mut conn),
             };
-            if answer.is_ok() {
-                self.park(conn);
+            match &answer {
+                Ok(_) => self.park(conn),
+                // The server may have gone away (restarted): the other pooled connections are
+                // as dead as this one, and finding that out one request (and one breaker
+                // cool-down) each would keep a restarted server unused for many cool-downs.
+                Err(e) if e.is_io_error() => lock(&self.idle).clear(),
+                Err(_) => {}
             }
             answer
         });
