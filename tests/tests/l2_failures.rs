@@ -17,10 +17,14 @@ const COOLDOWN: Duration = Duration::from_millis(200);
 const FAILURES: u32 = 3;
 
 fn install(url: &str) {
+    install_with_timeout(url, TIMEOUT);
+}
+
+fn install_with_timeout(url: &str, timeout: Duration) {
     Config::new()
         .redis(url)
         .prefix("failures")
-        .timeout(TIMEOUT)
+        .timeout(timeout)
         .circuit_breaker(FAILURES, COOLDOWN)
         .install()
         .expect("install");
@@ -268,12 +272,15 @@ fn connected_clients(server: &RedisServer) -> u64 {
 /// connection per cool-down).
 #[test]
 fn sync_restarted_redis_is_used_after_one_cool_down_despite_many_pooled_connections() {
-    let (_guard, mut server) = with_short_breaker();
+    let _guard = serial();
+    let mut server = RedisServer::start();
+    // A timeout well above the pause below, so that no caller gives up while paused.
+    install_with_timeout(&server.url(), Duration::from_secs(2));
     let callers = 12;
     // Paused, the server holds every call's connection until all callers have one.
     let _: () = redis::cmd("CLIENT")
         .arg("PAUSE")
-        .arg(150)
+        .arg(400)
         .arg("ALL")
         .query(&mut server.connection())
         .expect("CLIENT PAUSE");
