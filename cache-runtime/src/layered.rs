@@ -330,6 +330,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     if let Some(value) = self.read_remote(io, call, remote).await {
                         return Step::Answer(value);
                     }
+                    if servable.is_none() {
+                        // Redis held a stale value (now in L1): serve it if another caller
+                        // holds the lock, rather than wait for that caller's refresh.
+                        servable = self.servable_in_l1(call);
+                    }
                 }
                 if let Some(lease) = self.settings.lock {
                     match self.lock(io, call, remote, lease, servable.is_some()).await {
@@ -396,6 +401,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     fn fresh_in_l1(&'static self, call: &Call<'_, V>) -> Option<V> {
         let entry = self.l1.get(call.args)?;
         (!clock::expired(entry.deadline)).then(|| self.l1_served(call, entry))
+    }
+
+    /// An L1 value that may still be served while it is refreshed (stale, or picked for
+    /// early refresh).
+    fn servable_in_l1(&self, call: &Call<'_, V>) -> Option<V> {
+        let entry = self.l1.get(call.args)?;
+        (entry.verdict() != Verdict::Gone).then_some(entry.value)
     }
 
     fn fill_front(&'static self, call: &Call<'_, V>, entry: &Entry<V>) {
