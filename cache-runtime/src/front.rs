@@ -12,7 +12,8 @@
 //!   always stamped with the epoch read *before* the L1 lookup that filled it, so a concurrent
 //!   invalidation can never leave a stale slot looking current.
 //!
-//! The table starts at 16 slots and doubles while it keeps being refilled, up to a bound
+//! The table starts at 16 slots and doubles each time it has been refilled a quarter of its
+//! size over, up to a bound
 //! derived from the function's `capacity`, so rarely called functions cost almost nothing.
 
 use std::cell::RefCell;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use crate::clock;
 use crate::freshness::{self, Verdict};
+use crate::key::{KeyBuf, HEAD};
 use crate::stats::{Counters, OwnedCounter};
 
 /// Slots looked at for one key (one cache line's worth of tags).
@@ -29,7 +31,10 @@ const MAX_SLOTS: usize = 4096;
 
 struct Slot<V> {
     hash: u64,
-    args: Box<str>,
+    head: [u8; HEAD],
+    len: usize,
+    /// The whole key, kept only when it is longer than `head`.
+    long: Option<Box<str>>,
     value: V,
     deadline: u64,
     delta_beta: u64,
@@ -58,6 +63,9 @@ pub(crate) struct Fill<V> {
 }
 
 struct Table<V> {
+    /// The hash of each slot's key (0 = empty), scanned before touching any slot: one cache
+    /// line covers a bucket's tags, while the slots themselves are large.
+    tags: Vec<u64>,
     slots: Vec<Option<Slot<V>>>,
     max_slots: usize,
     refills: usize,
@@ -76,6 +84,7 @@ impl<V> Front<V> {
     pub const fn new() -> Self {
         Front {
             table: RefCell::new(Table {
+                tags: Vec::new(),
                 slots: Vec::new(),
                 max_slots: MAX_SLOTS,
                 refills: 0,
@@ -95,16 +104,22 @@ impl<V> Default for Front<V> {
 impl<V: Clone> Front<V> {
     /// The value for `args` if this thread holds a fresh one (and counts the hit).
     #[inline]
-    pub(crate) fn get(&self, args: &str, hash: u64, epoch: u64) -> Lookup<V> {
+    pub(crate) fn get(&self, probe: &Probe, args: &str, epoch: u64) -> Lookup<V> {
         let Ok(table) = self.table.try_borrow() else {
             return Lookup::Miss;
         };
         if table.slots.is_empty() {
             return Lookup::Miss;
         }
-        let start = table.bucket(hash);
-        for slot in table.slots[start..start + WAYS].iter().flatten() {
-            if slot.hash == hash && slot.epoch == epoch && &*slot.args == args {
+        let start = table.bucket(probe.hash);
+        for i in start..start + WAYS {
+            if table.tags[i] != probe.hash {
+                continue;
+            }
+            let Some(slot) = &table.slots[i] else {
+                continue;
+            };
+            if slot.epoch == epoch && slot.matches(probe, args) {
                 return match freshness::verdict(slot.deadline, slot.deadline, slot.delta_beta) {
                     Verdict::Fresh => {
                         if let Some((cell, _)) = &table.hits {
@@ -123,8 +138,8 @@ impl<V: Clone> Front<V> {
     /// Remembers `fill` for `args` on this thread.
     pub(crate) fn put(
         &self,
+        probe: &Probe,
         args: &str,
-        hash: u64,
         fill: Fill<V>,
         counters: &'static Counters,
         capacity: u64,
@@ -140,18 +155,36 @@ impl<V: Clone> Front<V> {
         table.refills += 1;
         if table.slots.is_empty() {
             table.resize(INITIAL_SLOTS);
-        } else if table.refills > table.slots.len() && table.slots.len() < table.max_slots {
+        } else if table.refills > table.slots.len() / 4 && table.slots.len() < table.max_slots {
             let doubled = table.slots.len() * 2;
             table.resize(doubled);
         }
         table.insert(Slot {
-            hash,
-            args: args.into(),
+            hash: probe.hash,
+            head: probe.head,
+            len: probe.len,
+            long: (probe.len > HEAD).then(|| args.into()),
             value: fill.value,
             deadline: fill.deadline,
             delta_beta: fill.delta_beta,
             epoch: fill.epoch,
         });
+    }
+}
+
+impl<V> Slot<V> {
+    #[inline]
+    fn matches(&self, probe: &Probe, args: &str) -> bool {
+        self.len == probe.len
+            && self.head == probe.head
+            && self.long.as_deref().is_none_or(|long| long == args)
+    }
+
+    fn same_key(&self, other: &Slot<V>) -> bool {
+        self.hash == other.hash
+            && self.len == other.len
+            && self.head == other.head
+            && self.long == other.long
     }
 }
 
@@ -164,6 +197,7 @@ impl<V> Table<V> {
     fn resize(&mut self, len: usize) {
         let old = std::mem::take(&mut self.slots);
         self.slots = (0..len).map(|_| None).collect();
+        self.tags = vec![0; len];
         self.refills = 0;
         for slot in old.into_iter().flatten() {
             if !clock::expired(slot.deadline) {
@@ -179,14 +213,13 @@ impl<V> Table<V> {
             .iter()
             .position(|s| match s {
                 None => true,
-                Some(s) => {
-                    (s.hash == slot.hash && s.args == slot.args) || clock::expired(s.deadline)
-                }
+                Some(s) => s.same_key(&slot) || clock::expired(s.deadline),
             })
             .unwrap_or_else(|| {
                 self.next_victim = (self.next_victim + 1) % WAYS;
                 self.next_victim
             });
+        self.tags[start + index] = slot.hash;
         bucket[index] = Some(slot);
     }
 }
@@ -199,23 +232,42 @@ impl<V> Drop for Table<V> {
     }
 }
 
-/// A fast, stable hash of encoded arguments (FxHash's multiply-rotate over 8-byte words).
-#[inline]
-pub(crate) fn hash(text: &str) -> u64 {
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-    let mut h: u64 = text.len() as u64;
-    let mut bytes = text.as_bytes();
-    while bytes.len() >= 8 {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[..8]);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(SEED);
-        bytes = &bytes[8..];
+/// One call's key as the front table compares it: a hash, the zero-padded first bytes and the
+/// length. Keys longer than [`HEAD`] are also compared in full.
+#[derive(Clone, Copy)]
+pub(crate) struct Probe {
+    pub(crate) hash: u64,
+    head: [u8; HEAD],
+    len: usize,
+}
+
+impl Probe {
+    /// The probe of encoded arguments.
+    #[inline]
+    pub(crate) fn of(args: &KeyBuf) -> Self {
+        let (head, len) = args.head();
+        Probe::build(head, len, args.as_str())
     }
-    if !bytes.is_empty() {
-        let mut word = [0u8; 8];
-        word[..bytes.len()].copy_from_slice(bytes);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(SEED);
+
+    #[inline]
+    fn build(head: [u8; HEAD], len: usize, full: &str) -> Self {
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut h = len as u64;
+        for word in head.chunks_exact(8) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(bytes)).wrapping_mul(SEED);
+        }
+        if len > HEAD {
+            for &b in &full.as_bytes()[HEAD..] {
+                h = (h.rotate_left(5) ^ b as u64).wrapping_mul(SEED);
+            }
+        }
+        // Mix the high bits down (bucket selection uses the low bits); never 0, the empty tag.
+        Probe {
+            hash: (h ^ (h >> 29) ^ (h >> 47)) | 1 << 63,
+            head,
+            len,
+        }
     }
-    // Mix the high bits down: bucket selection uses the low bits.
-    h ^ (h >> 29) ^ (h >> 47)
 }

@@ -33,7 +33,7 @@ use crate::layered::KeyOwner;
 
 /// Bytes kept inline before a key spills to the heap; most keys (a few integers or a short
 /// string) fit, so building a key on the hit path allocates nothing.
-const INLINE: usize = 56;
+const INLINE: usize = 32;
 
 /// A growable buffer that encoded key parts are written into.
 ///
@@ -72,6 +72,37 @@ impl KeyBuf {
             heap.push_str(self.inline_str());
             heap.push_str(s);
             self.spilled = Some(heap);
+        }
+    }
+
+    /// Appends `n` in decimal, writing the digits in place (the hit path of integer keys).
+    #[inline]
+    pub fn push_u64(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        let text = format_u64(n, &mut digits);
+        let end = self.len + text.len();
+        if self.spilled.is_none() && end <= INLINE {
+            // A byte loop: at most 20 bytes, cheaper than a `memcpy` call.
+            for (dst, src) in self.inline[self.len..end].iter_mut().zip(text.bytes()) {
+                *dst = src;
+            }
+            self.len = end;
+        } else {
+            self.push_raw(text);
+        }
+    }
+
+    /// The first [`HEAD`] bytes of the key, zero-padded, and the key's length: with the hash,
+    /// all a front-table lookup compares for keys that fit.
+    #[inline]
+    pub(crate) fn head(&self) -> ([u8; HEAD], usize) {
+        match &self.spilled {
+            None => {
+                let mut head = [0u8; HEAD];
+                head.copy_from_slice(&self.inline[..HEAD]);
+                (head, self.len)
+            }
+            Some(heap) => head_of(heap),
         }
     }
 
@@ -133,6 +164,17 @@ fn is_meta(b: u8) -> bool {
     matches!(b, b'\\' | b':' | b',' | b'[' | b']' | b'~' | b'+')
 }
 
+/// Bytes of a key compared inline by the front table.
+pub(crate) const HEAD: usize = 24;
+
+/// The zero-padded first [`HEAD`] bytes of `text`, and its length.
+pub(crate) fn head_of(text: &str) -> ([u8; HEAD], usize) {
+    let mut head = [0u8; HEAD];
+    let n = text.len().min(HEAD);
+    head[..n].copy_from_slice(&text.as_bytes()[..n]);
+    (head, text.len())
+}
+
 /// A value that can be part of a cache key.
 ///
 /// Implemented for integers, `bool`, `char`, floats, strings, paths, `Option`, tuples (up to
@@ -169,8 +211,7 @@ macro_rules! unsigned_key_part {
         impl KeyPart for $t {
             #[inline]
             fn encode_key(&self, out: &mut KeyBuf) {
-                let mut digits = [0u8; 20];
-                out.push_raw(format_u64(*self as u64, &mut digits));
+                out.push_u64(*self as u64);
             }
         }
     )*};
@@ -185,8 +226,7 @@ macro_rules! signed_key_part {
                 if *self < 0 {
                     out.push_raw("-");
                 }
-                let mut digits = [0u8; 20];
-                out.push_raw(format_u64((*self as i64).unsigned_abs(), &mut digits));
+                out.push_u64((*self as i64).unsigned_abs());
             }
         }
     )*};

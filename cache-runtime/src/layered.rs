@@ -26,7 +26,7 @@ use crate::codec::{self, DecodeError, DefaultCodec, Header};
 use crate::config::{self, Installed};
 use crate::flight::{Flights, Joined, Leader};
 use crate::freshness::{Lifetime, Verdict};
-use crate::front::{self, Front, Lookup};
+use crate::front::{self, Front, Lookup, Probe};
 use crate::io::{self, Blocking, Io, NonBlocking};
 use crate::key::{self, Key, KeyBuf};
 use crate::lock::{self, Lock};
@@ -106,7 +106,7 @@ pub type FrontKey<V> = LocalKey<Front<V>>;
 struct Call<'a, V: 'static> {
     front: &'static FrontKey<V>,
     args: &'a str,
-    hash: u64,
+    probe: Probe,
     /// The function's epoch, read before any lookup (see `front`).
     epoch: u64,
     /// Early refresh already picked this caller in the front table (no second draw).
@@ -169,10 +169,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         args: &KeyBuf,
         body: impl FnOnce() -> O,
     ) -> O {
-        let hash = front::hash(args.as_str());
-        match self.front_hit(front, args.as_str(), hash) {
+        let probe = Probe::of(args);
+        match self.front_hit(front, &probe, args.as_str()) {
             Lookup::Hit(value) => O::from_cached(value),
-            lookup => self.miss_blocking(front, args.as_str(), hash, lookup, body),
+            lookup => self.miss_blocking(front, args.as_str(), probe, lookup, body),
         }
     }
 
@@ -183,21 +183,21 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         args: &KeyBuf,
         body: impl Future<Output = O>,
     ) -> O {
-        let hash = front::hash(args.as_str());
-        match self.front_hit(front, args.as_str(), hash) {
+        let probe = Probe::of(args);
+        match self.front_hit(front, &probe, args.as_str()) {
             Lookup::Hit(value) => O::from_cached(value),
             lookup => {
-                let call = self.call_site(front, args.as_str(), hash, lookup);
+                let call = self.call_site(front, args.as_str(), probe, lookup);
                 self.miss(&NonBlocking, call, body).await
             }
         }
     }
 
     #[inline]
-    fn front_hit(&self, front: &'static FrontKey<V>, args: &str, hash: u64) -> Lookup<V> {
+    fn front_hit(&self, front: &'static FrontKey<V>, probe: &Probe, args: &str) -> Lookup<V> {
         let epoch = self.epoch.load(Ordering::Acquire);
         front
-            .try_with(|table| table.get(args, hash, epoch))
+            .try_with(|table| table.get(probe, args, epoch))
             .unwrap_or(Lookup::Miss)
     }
 
@@ -206,11 +206,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         &'static self,
         front: &'static FrontKey<V>,
         args: &str,
-        hash: u64,
+        probe: Probe,
         lookup: Lookup<V>,
         body: impl FnOnce() -> O,
     ) -> O {
-        let call = self.call_site(front, args, hash, lookup);
+        let call = self.call_site(front, args, probe, lookup);
         io::block_on(self.miss(&Blocking, call, async move { body() }))
     }
 
@@ -218,13 +218,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         &self,
         front: &'static FrontKey<V>,
         args: &'a str,
-        hash: u64,
+        probe: Probe,
         lookup: Lookup<V>,
     ) -> Call<'a, V> {
         Call {
             front,
             args,
-            hash,
+            probe,
             epoch: self.epoch.load(Ordering::Acquire),
             picked_for_refresh: matches!(lookup, Lookup::PickedForRefresh),
         }
@@ -257,12 +257,12 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         O: Outcome<V> + Send + 'static,
         F: Future<Output = O> + Send + 'static,
     {
-        let hash = front::hash(args.as_str());
-        let lookup = match self.front_hit(front, args.as_str(), hash) {
+        let probe = Probe::of(args);
+        let lookup = match self.front_hit(front, &probe, args.as_str()) {
             Lookup::Hit(value) => return O::from_cached(value),
             lookup => lookup,
         };
-        let call = self.call_site(front, args.as_str(), hash, lookup);
+        let call = self.call_site(front, args.as_str(), probe, lookup);
         let mut work = match self.prepare(&NonBlocking, &call).await {
             Step::Answer(value) => return O::from_cached(value),
             Step::Compute(work) => work,
@@ -271,12 +271,12 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let (Some(value), Ok(runtime)) = (work.servable.take(), runtime) else {
             return self.compute(&NonBlocking, &call, work, body).await;
         };
-        let (args, epoch) = (call.args.to_owned(), call.epoch);
+        let (args, probe, epoch) = (call.args.to_owned(), call.probe, call.epoch);
         runtime.spawn(async move {
             let call = Call {
                 front,
                 args: &args,
-                hash,
+                probe,
                 epoch,
                 picked_for_refresh: true,
             };
@@ -306,7 +306,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             Err(value) => return Step::Answer(value),
         };
         loop {
-            let leader = match self.flights.join(call.args, call.hash) {
+            let leader = match self.flights.join(call.args, call.probe.hash) {
                 Joined::Leader(leader) => leader,
                 Joined::Waiter(waiter) => {
                     if let Some(value) = servable {
@@ -419,8 +419,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         };
         let _ = call.front.try_with(|table| {
             table.put(
+                &call.probe,
                 call.args,
-                call.hash,
                 fill,
                 &self.counters,
                 self.settings.capacity,
