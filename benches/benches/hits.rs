@@ -41,6 +41,9 @@ fn raw_moka(n: u64) -> Arc<String> {
     })
 }
 
+/// One contender's cached function.
+type Lookup = fn(u64) -> Arc<String>;
+
 /// The keys in a fixed scrambled order (7919 is prime to 1 000).
 fn order() -> Vec<u64> {
     (0..KEYS).map(|i| (i * 7919) % KEYS).collect()
@@ -48,7 +51,7 @@ fn order() -> Vec<u64> {
 
 /// Wall time of `threads` threads each making `iters` calls; each thread starts at another
 /// point of the key order so they do not walk the same keys in lockstep.
-fn run(threads: usize, iters: u64, keys: &[u64], f: fn(u64) -> Arc<String>) -> Duration {
+fn run(threads: usize, iters: u64, keys: &[u64], f: Lookup) -> Duration {
     for &k in keys {
         black_box(f(k)); // warm every thread-independent layer
     }
@@ -70,7 +73,7 @@ fn run(threads: usize, iters: u64, keys: &[u64], f: fn(u64) -> Arc<String>) -> D
 
 fn hit_path(c: &mut Criterion) {
     let keys = order();
-    let contenders: [(&str, fn(u64) -> Arc<String>); 4] = [
+    let contenders: [(&str, Lookup); 4] = [
         ("cache_runtime", ours),
         ("cached #[cached]", cached_crate),
         ("cached #[concurrent_cached]", cached_concurrent),

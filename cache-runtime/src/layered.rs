@@ -436,6 +436,15 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let Some(installed) = config::current().filter(|c| c.remote.is_some()) else {
             return Ok(None);
         };
+        if installed
+            .remote
+            .as_ref()
+            .is_some_and(|store| !store.available())
+        {
+            // The breaker is open: skip the key, the encoding and the requests altogether.
+            Counters::add(&self.counters.l2_errors);
+            return Ok(None);
+        }
         let ask_first = match scope::find(self.id(), call.args) {
             Some(Preloaded::Present(bytes)) => match self.decode_into_l1(call, &bytes) {
                 Some(value) => {

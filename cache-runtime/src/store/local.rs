@@ -55,9 +55,40 @@ impl<V> Expiry<Box<str>, Entry<V>> for ByDeadline {
     }
 }
 
+/// FxHash-style hashing for L1's map: keys are our own encoded strings (no untrusted
+/// collision attacks to fear the way a public hash map must), and SipHash, moka's default, was a
+/// visible share of every L1 access.
+#[derive(Clone, Default)]
+struct FastHash;
+
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher::default()
+    }
+}
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(SEED);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29) ^ (self.0 >> 47)
+    }
+}
+
 /// The L1 store of one function.
 pub(crate) struct LocalStore<V> {
-    cache: Cache<Box<str>, Entry<V>>,
+    cache: Cache<Box<str>, Entry<V>, FastHash>,
 }
 
 impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
@@ -66,7 +97,7 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
             cache: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(ByDeadline)
-                .build(),
+                .build_with_hasher(FastHash),
         }
     }
 
@@ -90,7 +121,10 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
         self.cache.invalidate(args);
     }
 
+    /// Drops every entry now (moka's `invalidate_all` alone is lazy: each later access would
+    /// pay to filter the invalidated entries).
     pub(crate) fn clear(&self) {
         self.cache.invalidate_all();
+        self.cache.run_pending_tasks();
     }
 }

@@ -79,6 +79,11 @@ impl RedisStore {
         })
     }
 
+    /// Whether requests may be sent now (the circuit breaker is closed or probing).
+    pub(crate) fn available(&self) -> bool {
+        self.breaker.allows()
+    }
+
     /// Sends `request` on a blocking connection.
     pub(crate) fn run<T: FromRedisValue>(&self, request: &Request) -> Result<T, Failure> {
         if !self.breaker.allows() {
