@@ -93,7 +93,11 @@ fn when_the_lock_owner_dies_another_process_finishes_the_job() {
         "computing",
         "the owner took the lock and started"
     );
-    Config::new().redis(server.url()).prefix("fleet").install().unwrap();
+    Config::new()
+        .redis(server.url())
+        .prefix("fleet")
+        .install()
+        .unwrap();
     let lock_key = format!("{}:lock", slow_locked::key(1));
     let held: bool = redis::cmd("EXISTS")
         .arg(&lock_key)
