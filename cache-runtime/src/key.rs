@@ -403,7 +403,7 @@ tuple_key_part!(A B C D E F G H);
 /// The key of one call of one `#[cached]` function.
 ///
 /// Obtained from the generated companion `f::key(..)` and passed to
-/// [`preload`](crate::preload). `Display` prints the exact key used in Redis, prefix included.
+/// [`preload`](fn@crate::preload). `Display` prints the exact key used in Redis, prefix included.
 #[derive(Clone)]
 pub struct Key {
     owner: &'static dyn KeyOwner,

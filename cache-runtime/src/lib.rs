@@ -17,7 +17,7 @@
 //! println!("{}", square::key(12)); // the key in Redis, e.g. `rust_out::square:v0:12`
 //! ```
 //!
-//! See the README for set-up with Redis, [`preload`] for scopes, and [`cached`] for every
+//! See the README for set-up with Redis, [`preload`](fn@preload) for scopes, and [`cached`] for every
 //! argument of the attribute.
 #![warn(missing_docs)]
 

@@ -1,6 +1,6 @@
 //! Preload scopes: one MGET for every key a piece of work will need.
 //!
-//! [`preload`] (sync) and [`preload_async`] fetch, in one round-trip, every given key that
+//! [`preload`](fn@preload) (sync) and [`preload_async`] fetch, in one round-trip, every given key that
 //! L1 does not already hold, and make the answers visible to `#[cached]` calls made inside:
 //!
 //! - sync code: a thread-local stack of scopes; nested scopes see the outer ones.
@@ -182,7 +182,7 @@ pub fn preload<R>(keys: impl IntoIterator<Item = Key>, body: impl FnOnce() -> R)
     body()
 }
 
-/// Awaits `future` inside a preload scope over `keys` (see [`preload`]).
+/// Awaits `future` inside a preload scope over `keys` (see [`preload`](fn@preload)).
 ///
 /// The scope is entered around every poll of `future`, so it follows the task across the
 /// threads of a multi-thread runtime and is invisible to other tasks (including tasks that
