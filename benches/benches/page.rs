@@ -7,8 +7,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use benches::{fragment, Redis};
-use cache_runtime::{preload, Config};
+use benches::{cached_redis, fragment, redis_for_both};
+use cache_runtime::preload;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 
 const FRAGMENTS: u64 = 50;
@@ -18,28 +18,12 @@ fn ours(n: u64) -> String {
     fragment(n)
 }
 
-#[cached::proc_macro::concurrent_cached(
-    redis = true,
-    ttl_secs = 600,
-    map_error = r##"|e| format!("{e:?}")"##
-)]
-fn cached_redis(n: u64) -> Result<String, String> {
-    Ok(fragment(n))
-}
-
 fn render(fragment: impl Fn(u64) -> String) -> usize {
     (0..FRAGMENTS).map(|n| fragment(n).len()).sum()
 }
 
 fn page(c: &mut Criterion) {
-    let redis = Redis::start();
-    Config::new()
-        .redis(redis.url())
-        .prefix("bench")
-        .install()
-        .unwrap();
-    // SAFETY of set_var: called before any other thread of this process reads the environment.
-    std::env::set_var("CACHED_REDIS_CONNECTION_STRING", redis.url());
+    let redis = redis_for_both();
     let mut conn = redis.connection().unwrap();
     let raw_keys: Vec<String> = (0..FRAGMENTS).map(|n| format!("bench:raw:{n}")).collect();
     for n in 0..FRAGMENTS {

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use benches::{fragment, Redis};
+use benches::{cached_redis, fragment, redis_for_both};
 use cache_runtime::Config;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 
@@ -17,24 +17,8 @@ fn ours(n: u64) -> String {
     fragment(n)
 }
 
-#[cached::proc_macro::concurrent_cached(
-    redis = true,
-    ttl_secs = 600,
-    map_error = r##"|e| format!("{e:?}")"##
-)]
-fn cached_redis(n: u64) -> Result<String, String> {
-    Ok(fragment(n))
-}
-
 fn l2_hit(c: &mut Criterion) {
-    let redis = Redis::start();
-    Config::new()
-        .redis(redis.url())
-        .prefix("bench")
-        .install()
-        .unwrap();
-    // SAFETY of set_var: called before any other thread of this process reads the environment.
-    std::env::set_var("CACHED_REDIS_CONNECTION_STRING", redis.url());
+    let redis = redis_for_both();
     ours(1);
     cached_redis(1).unwrap();
     let key = ours::key(1).to_string();

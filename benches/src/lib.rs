@@ -64,3 +64,27 @@ impl Drop for Redis {
 pub fn fragment(n: u64) -> String {
     format!("<div class=\"fragment\">{n}</div>{}", "x".repeat(170))
 }
+
+/// Starts a private Redis and points both `cache_runtime` (prefix `bench`) and the `cached`
+/// crate's Redis store at it.
+pub fn redis_for_both() -> Redis {
+    let redis = Redis::start();
+    cache_runtime::Config::new()
+        .redis(redis.url())
+        .prefix("bench")
+        .install()
+        .expect("install");
+    // Called before the benches start any thread, so no other thread reads the environment.
+    std::env::set_var("CACHED_REDIS_CONNECTION_STRING", redis.url());
+    redis
+}
+
+/// The `cached` crate's Redis store on the same fragments (its only layer is Redis).
+#[cached::proc_macro::concurrent_cached(
+    redis = true,
+    ttl_secs = 600,
+    map_error = r##"|e| format!("{e:?}")"##
+)]
+pub fn cached_redis(n: u64) -> Result<String, String> {
+    Ok(fragment(n))
+}
