@@ -83,26 +83,6 @@ impl RedisServer {
         }
     }
 
-    /// Freezes the server (SIGSTOP): connections stay open but nothing answers, so every
-    /// request times out. [`thaw`](Self::thaw) resumes it.
-    pub fn freeze(&self) {
-        self.signal("-STOP");
-    }
-
-    /// Resumes a frozen server (SIGCONT).
-    pub fn thaw(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("server is running").id();
-        let status = Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} {pid} failed");
-    }
-
     /// Starts the server again on the same port (empty: nothing is persisted).
     pub fn restart(&mut self) {
         self.kill();
@@ -171,9 +151,6 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        if self.child.is_some() {
-            self.thaw();
-        }
         self.kill();
     }
 }

@@ -1,7 +1,6 @@
 //! Another process of the "fleet", driven by the multi-process tests.
 //!
 //! ```text
-//! fleet_peer share    URL PREFIX N               compute shared(N), print it
 //! fleet_peer stampede URL PREFIX MODE THREADS AT THREADS threads call one cold key at unix ms AT;
 //!                                                MODE is `lock` or `plain`; prints `runs=N`
 //! fleet_peer owner    URL PREFIX                 take the lock of slow_locked(1) and compute forever
@@ -13,11 +12,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cache_runtime::cached;
 
 static RUNS: AtomicUsize = AtomicUsize::new(0);
-
-#[cached(ttl = 60, name = "fleet::shared")]
-fn shared(n: u64) -> String {
-    format!("computed by pid {} for {n}", std::process::id())
-}
 
 #[cached(ttl = 60, name = "fleet::hot", lock)]
 fn hot_locked(n: u64) -> String {
@@ -49,7 +43,6 @@ fn main() {
         .install()
         .expect("install");
     match arg(1) {
-        "share" => println!("{}", shared(arg(4).parse().expect("N"))),
         "stampede" => {
             let locked = arg(4) == "lock";
             let threads: usize = arg(5).parse().expect("THREADS");
