@@ -213,6 +213,28 @@ impl Gen<'_> {
             }
         } else {
             let closure = quote!(move || -> #output #block);
+            if let Some(param) = self.single_integer_param() {
+                // Hits probe the front table with the integer itself; the text key is encoded
+                // only on a miss.
+                let encode = self.encode_key();
+                let call = match self.mode {
+                    Mode::Wrapped => quote! {
+                        #cache.call_int(&__CACHE_FRONT, #param as u64, || #encode, #closure)
+                    },
+                    Mode::Plain => quote! {
+                        #cache.call_int(
+                            &__CACHE_FRONT,
+                            #param as u64,
+                            || #encode,
+                            move || #rt::__private::Plain((#closure)()),
+                        ).0
+                    },
+                };
+                return quote!({
+                    #front
+                    #call
+                });
+            }
             match self.mode {
                 Mode::Wrapped => quote!(#cache.call(&__CACHE_FRONT, &__cache_args, #closure)),
                 Mode::Plain => quote! {
@@ -245,6 +267,27 @@ impl Gen<'_> {
                     !borrows(&quote!(#ty))
                 }
             })
+    }
+
+    /// The parameter of a sync function keyed by default by a single parameter of a
+    /// primitive integer type (up to 64 bits): its hits can skip text encoding.
+    fn single_integer_param(&self) -> Option<syn::Ident> {
+        const INTEGERS: [&str; 10] = [
+            "u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", "isize",
+        ];
+        if self.args.key.is_some() || self.function.sig.inputs.len() != 1 {
+            return None;
+        }
+        let FnArg::Typed(typed) = self.function.sig.inputs.first()? else {
+            return None;
+        };
+        let (Pat::Ident(pat), Type::Path(ty)) = (&*typed.pat, &*typed.ty) else {
+            return None;
+        };
+        let ident = ty.path.get_ident()?;
+        INTEGERS
+            .contains(&ident.to_string().as_str())
+            .then(|| pat.ident.clone())
     }
 
     /// Encodes the key: the `key = ...` expression, or every named parameter in order.

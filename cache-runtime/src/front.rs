@@ -163,7 +163,7 @@ impl<V: Clone> Front<V> {
             hash: probe.hash,
             head: probe.head,
             len: probe.len,
-            long: (probe.len > HEAD).then(|| args.into()),
+            long: (probe.len > HEAD && probe.len != usize::MAX).then(|| args.into()),
             value: fill.value,
             deadline: fill.deadline,
             delta_beta: fill.delta_beta,
@@ -247,6 +247,20 @@ impl Probe {
     pub(crate) fn of(args: &KeyBuf) -> Self {
         let (head, len) = args.head();
         Probe::build(head, len, args.as_str())
+    }
+
+    /// The probe of a function keyed by one integer, built from its bits (no text): `len`
+    /// holds a value no text key can have, so the two kinds never match each other.
+    #[inline]
+    pub(crate) fn of_int(bits: u64) -> Self {
+        let mut head = [0u8; HEAD];
+        head[..8].copy_from_slice(&bits.to_le_bytes());
+        let h = (bits ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        Probe {
+            hash: (h ^ (h >> 29) ^ (h >> 47)) | 1 << 63,
+            head,
+            len: usize::MAX,
+        }
     }
 
     #[inline]

@@ -176,6 +176,26 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         }
     }
 
+    /// A sync call of a function keyed by one integer parameter: the front table is probed
+    /// with the integer's bits, and the text key is encoded (by `encode`) only on a miss.
+    #[inline]
+    pub fn call_int<O: Outcome<V>>(
+        &'static self,
+        front: &'static FrontKey<V>,
+        bits: u64,
+        encode: impl FnOnce() -> KeyBuf,
+        body: impl FnOnce() -> O,
+    ) -> O {
+        let probe = Probe::of_int(bits);
+        match self.front_hit(front, &probe, "") {
+            Lookup::Hit(value) => O::from_cached(value),
+            lookup => {
+                let args = encode();
+                self.miss_blocking(front, args.as_str(), probe, lookup, body)
+            }
+        }
+    }
+
     /// An async call: answers from the layers or awaits `body` once per key.
     pub async fn call_async<O: Outcome<V>>(
         &'static self,
