@@ -1,0 +1,344 @@
+//! `preload(keys, || ..)` and `preload!(keys => expr)` against a real Redis: one MGET per
+//! scope, no GET for the keys inside it, and every awkward input (empty, duplicate, local,
+//! unused and already-cached keys, nested scopes, a dead Redis, a thousand keys).
+//!
+//! Each test has its own functions, so their counters start at zero. Values get into Redis
+//! through a writer function that shares the reader's cache `name` (and so its Redis
+//! entries) but not its L1: the reader starts cold, and its body never runs if Redis answers.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::MutexGuard;
+
+use cache_runtime::{cached, preload, Key};
+use integration_tests::{with_redis, RedisServer};
+
+/// `$reader` and `$writer` share the cache name `$name`; `$runs` counts `$reader`'s body.
+macro_rules! fragment {
+    ($reader:ident, $writer:ident, $runs:ident, $name:literal) => {
+        static $runs: AtomicUsize = AtomicUsize::new(0);
+
+        #[cached(ttl = 60, name = $name)]
+        fn $reader(n: u64) -> String {
+            $runs.fetch_add(1, SeqCst);
+            format!("{} {n}", $name)
+        }
+
+        #[cached(ttl = 60, name = $name)]
+        fn $writer(n: u64) -> String {
+            format!("{} {n}", $name)
+        }
+    };
+}
+
+/// Keys Redis looked up (found or not) since the last reset, from `INFO stats`: an MGET of
+/// k keys adds k. Shows which keys a scope asked for, not only how many MGETs it sent.
+fn keys_looked_up(server: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut server.connection())
+        .expect("INFO stats");
+    ["keyspace_hits:", "keyspace_misses:"]
+        .iter()
+        .map(|field| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(field)?.trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {field} in INFO stats"))
+        })
+        .sum()
+}
+
+/// A fresh Redis (see [`with_redis`]) holding what `write` stores for each of `ns`, with its
+/// command counters zeroed afterwards.
+fn redis_holding<T>(
+    prefix: &str,
+    ns: impl IntoIterator<Item = u64>,
+    write: impl Fn(u64) -> T,
+) -> (MutexGuard<'static, ()>, RedisServer) {
+    let (guard, server) = with_redis(prefix);
+    for n in ns {
+        write(n);
+    }
+    server.reset_stats();
+    (guard, server)
+}
+
+fn mget_and_get(server: &RedisServer) -> (u64, u64) {
+    (server.calls("mget"), server.calls("get"))
+}
+
+fragment!(part, write_part, PART_RUNS, "preload::part");
+
+#[test]
+fn fifty_keys_in_redis_cost_one_mget_and_no_get() {
+    let (_guard, server) = redis_holding("fifty", 0..50, write_part);
+
+    let values = preload((0..50).map(part::key), || {
+        (0..50).map(part).collect::<Vec<_>>()
+    });
+
+    assert_eq!(values[49], "preload::part 49");
+    assert_eq!(mget_and_get(&server), (1, 0));
+    assert_eq!(part::stats().scope_hits, 50);
+    assert_eq!(PART_RUNS.load(SeqCst), 0, "no body ran");
+    // The scope backfilled L1: the same calls after it send nothing.
+    for n in 0..50 {
+        part(n);
+    }
+    assert_eq!(mget_and_get(&server), (1, 0));
+    assert_eq!(part::stats().scope_hits, 50);
+}
+
+fragment!(markup, write_markup, MARKUP_RUNS, "preload::markup");
+fragment!(card, write_card, CARD_RUNS, "preload::card");
+fragment!(teaser, write_teaser, TEASER_RUNS, "preload::teaser");
+
+#[test]
+fn keys_of_several_functions_share_one_mget() {
+    let (_guard, server) = redis_holding("several", 0..5, |n| {
+        (write_markup(n), write_card(n), write_teaser(n))
+    });
+    let keys = (0..5)
+        .flat_map(|n| [markup::key(n), card::key(n), teaser::key(n)])
+        .collect::<Vec<Key>>();
+
+    let page = preload(keys, || {
+        (0..5)
+            .map(|n| markup(n) + &card(n) + &teaser(n))
+            .collect::<String>()
+    });
+
+    assert!(page.ends_with("preload::markup 4preload::card 4preload::teaser 4"));
+    assert_eq!(mget_and_get(&server), (1, 0));
+    assert_eq!(keys_looked_up(&server), 15);
+    let hits = [markup::stats(), card::stats(), teaser::stats()].map(|s| s.scope_hits);
+    assert_eq!(hits, [5, 5, 5]);
+    let runs = [&MARKUP_RUNS, &CARD_RUNS, &TEASER_RUNS].map(|runs| runs.load(SeqCst));
+    assert_eq!(runs, [0, 0, 0]);
+}
+
+static WARM_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = 60, name = "preload::warm")]
+fn warm(n: u64) -> u64 {
+    WARM_RUNS.fetch_add(1, SeqCst);
+    n * 10
+}
+
+#[test]
+fn only_the_keys_l1_lacks_are_fetched_and_none_when_it_holds_them_all() {
+    let (_guard, server) = redis_holding("warm", 0..4, warm);
+
+    assert_eq!(preload((0..4).map(warm::key), || warm(3)), 30);
+    assert_eq!(server.calls("mget"), 0, "L1 holds every key: no MGET");
+
+    assert_eq!(preload((0..6).map(warm::key), || warm(5)), 50);
+    assert_eq!(server.calls("mget"), 1);
+    assert_eq!(
+        keys_looked_up(&server),
+        2,
+        "the MGET asks for keys 4 and 5 only"
+    );
+    assert_eq!(server.calls("get"), 0);
+    assert_eq!(
+        WARM_RUNS.load(SeqCst),
+        5,
+        "4 to fill Redis, then key 5 (absent) inside"
+    );
+}
+
+static ABSENT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = 60, name = "preload::absent")]
+fn absent(n: u64) -> String {
+    ABSENT_RUNS.fetch_add(1, SeqCst);
+    format!("preload::absent {n}")
+}
+
+#[test]
+fn a_key_the_mget_found_absent_runs_its_body_once_with_no_get_and_one_set() {
+    let (_guard, server) = with_redis("absent");
+
+    let (first, second) = preload([absent::key(1)], || (absent(1), absent(1)));
+
+    assert_eq!(
+        (first.as_str(), second.as_str()),
+        ("preload::absent 1", "preload::absent 1")
+    );
+    assert_eq!(ABSENT_RUNS.load(SeqCst), 1);
+    assert_eq!(mget_and_get(&server), (1, 0));
+    assert_eq!(server.calls("set"), 1, "the computed value is written");
+    assert_eq!(absent::stats().misses, 1);
+}
+
+fragment!(twice, write_twice, TWICE_RUNS, "preload::twice");
+
+#[test]
+fn duplicate_keys_are_fetched_once() {
+    let (_guard, server) = redis_holding("duplicates", [1, 2], write_twice);
+    let keys = [1, 1, 2, 1, 2].map(twice::key);
+
+    assert_eq!(
+        preload(keys, || twice(1) + &twice(2)),
+        "preload::twice 1preload::twice 2"
+    );
+    assert_eq!(mget_and_get(&server), (1, 0));
+    assert_eq!(keys_looked_up(&server), 2, "each key once in the MGET");
+    assert_eq!(twice::stats().scope_hits, 2);
+    assert_eq!(TWICE_RUNS.load(SeqCst), 0);
+}
+
+static EMPTY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = 60, name = "preload::empty")]
+fn empty_scope_call(n: u64) -> u64 {
+    EMPTY_RUNS.fetch_add(1, SeqCst);
+    n + 1
+}
+
+#[test]
+fn an_empty_key_list_sends_no_mget_and_runs_the_body() {
+    let (_guard, server) = with_redis("empty");
+
+    assert_eq!(preload(Vec::<Key>::new(), || empty_scope_call(1)), 2);
+
+    assert_eq!(server.calls("mget"), 0);
+    assert_eq!(EMPTY_RUNS.load(SeqCst), 1);
+    assert_eq!(
+        server.calls("get"),
+        1,
+        "the call inside goes to Redis as usual"
+    );
+}
+
+#[cached(ttl = 60, local)]
+fn local_only(n: u64) -> u64 {
+    n * 2
+}
+
+fragment!(
+    remote_beside_local,
+    write_remote_beside_local,
+    REMOTE_RUNS,
+    "preload::remote"
+);
+
+#[test]
+fn keys_of_local_functions_are_left_out_of_the_mget() {
+    let (_guard, server) = redis_holding("local", [1], write_remote_beside_local);
+
+    assert_eq!(
+        preload([local_only::key(1), local_only::key(2)], || local_only(2)),
+        4
+    );
+    assert_eq!(server.calls("mget"), 0, "only local keys: no MGET");
+
+    let keys = [local_only::key(3), remote_beside_local::key(1)];
+    let value = preload(keys, || remote_beside_local(1) + &local_only(3).to_string());
+    assert_eq!(value, "preload::remote 16");
+    assert_eq!(mget_and_get(&server), (1, 0));
+    assert_eq!(keys_looked_up(&server), 1, "the local key is not asked for");
+    assert_eq!(REMOTE_RUNS.load(SeqCst), 0);
+}
+
+fragment!(unused, write_unused, UNUSED_RUNS, "preload::unused");
+
+#[test]
+fn keys_the_body_never_uses_are_harmless() {
+    let (_guard, server) = redis_holding("unused", [1], write_unused);
+
+    let value = preload([unused::key(1), unused::key(2)], || {
+        "the body calls nothing"
+    });
+
+    assert_eq!(value, "the body calls nothing");
+    assert_eq!(mget_and_get(&server), (1, 0));
+    assert_eq!(server.calls("set"), 0);
+    assert_eq!(UNUSED_RUNS.load(SeqCst), 0);
+    // Nothing was backfilled for unused keys: a call after the scope asks Redis.
+    assert_eq!(unused(1), "preload::unused 1");
+    assert_eq!(server.calls("get"), 1);
+}
+
+fragment!(outer, write_outer, OUTER_RUNS, "preload::outer");
+fragment!(inner, write_inner, INNER_RUNS, "preload::inner");
+
+#[test]
+fn an_inner_scope_sees_the_outer_scopes_keys() {
+    let (_guard, server) = redis_holding("nested", [1], |n| (write_outer(n), write_inner(n)));
+
+    let (from_outer, from_inner) = preload([outer::key(1)], || {
+        // Over the outer scope's key again: nothing to fetch.
+        preload([outer::key(1)], || ());
+        preload([inner::key(1)], || (outer(1), inner(1)))
+    });
+
+    assert_eq!(
+        (from_outer.as_str(), from_inner.as_str()),
+        ("preload::outer 1", "preload::inner 1")
+    );
+    assert_eq!(
+        mget_and_get(&server),
+        (2, 0),
+        "one MGET per scope with keys to fetch"
+    );
+    assert_eq!(
+        (outer::stats().scope_hits, inner::stats().scope_hits),
+        (1, 1)
+    );
+    assert_eq!(OUTER_RUNS.load(SeqCst) + INNER_RUNS.load(SeqCst), 0);
+}
+
+fragment!(down, write_down, DOWN_RUNS, "preload::down");
+
+#[test]
+fn with_redis_dead_the_body_still_returns_correct_values() {
+    let (_guard, mut server) = redis_holding("down", [1], write_down);
+    server.kill();
+
+    let value = preload([down::key(1), down::key(2)], || down(1) + "|" + &down(2));
+
+    assert_eq!(value, "preload::down 1|preload::down 2");
+    assert_eq!(
+        DOWN_RUNS.load(SeqCst),
+        2,
+        "both computed: Redis could not answer"
+    );
+    assert_eq!(down::stats().scope_hits, 0);
+    assert!(down::stats().l2_errors >= 1, "{:?}", down::stats());
+}
+
+fragment!(many, write_many, MANY_RUNS, "preload::many");
+
+#[test]
+fn a_thousand_keys_are_fetched_in_four_mget_batches() {
+    let (_guard, server) = redis_holding("many", 0..1000, write_many);
+
+    let values = preload((0..1000).map(many::key), || {
+        (0..1000).map(many).collect::<Vec<_>>()
+    });
+
+    assert_eq!(values.len(), 1000);
+    assert!(values
+        .iter()
+        .zip(0..)
+        .all(|(v, n)| *v == format!("preload::many {n}")));
+    assert_eq!(server.calls("mget"), 4, "ceil(1000 / 256) batches");
+    assert_eq!(keys_looked_up(&server), 1000);
+    assert_eq!(server.calls("get"), 0);
+    assert_eq!(many::stats().scope_hits, 1000);
+    assert_eq!(MANY_RUNS.load(SeqCst), 0);
+}
+
+fragment!(by_macro, write_by_macro, BY_MACRO_RUNS, "preload::by_macro");
+
+#[test]
+fn the_preload_macro_runs_an_expression_in_a_scope() {
+    let (_guard, server) = redis_holding("macro", [1], write_by_macro);
+
+    let value = cache_runtime::preload!([by_macro::key(1)] => by_macro(1));
+
+    assert_eq!(value, "preload::by_macro 1");
+    assert_eq!(mget_and_get(&server), (1, 0));
+    assert_eq!(by_macro::stats().scope_hits, 1);
+    assert_eq!(BY_MACRO_RUNS.load(SeqCst), 0);
+}
