@@ -78,14 +78,15 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
-        let thread_hits: u64 = self
-            .thread_hits
-            .lock()
-            .map(|cells| cells.iter().map(|c| c.get()).sum())
-            .unwrap_or(0);
+        // `l1_hits` is read under the lock `retire_thread` holds while it moves a cell's hits
+        // into it, so a finishing thread's hits are counted exactly once.
+        let l1_hits = match self.thread_hits.lock() {
+            Ok(cells) => self.l1_hits.load(Relaxed) + cells.iter().map(|c| c.get()).sum::<u64>(),
+            Err(_) => self.l1_hits.load(Relaxed),
+        };
         Stats {
             scope_hits: self.scope_hits.load(Relaxed),
-            l1_hits: self.l1_hits.load(Relaxed) + thread_hits,
+            l1_hits,
             l2_hits: self.l2_hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
             l2_errors: self.l2_errors.load(Relaxed),
