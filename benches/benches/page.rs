@@ -1,82 +1,117 @@
-//! A page of 50 fragments present in Redis with a cold L1: rendered inside a preload scope, without
-//! one, with the `cached` crate's Redis store, and the floor: one raw MGET of the 50 keys plus
-//! bincode decoding.
+//! A page of 50 fragments (about 200 bytes each) present in Redis with a cold L1: rendered
+//! inside a preload scope, without one (50 GETs), with the `cached` crate's Redis store, and
+//! the floor: one raw MGET of 50 keys plus bincode decoding.
+//!
+//! Two kinds of cold L1, each measured with and without the scope:
+//! - "L1 emptied": the same 50 keys, `clear_local()` before each render (not timed);
+//! - "L1 full": 50 arguments never used before, written to Redis in the untimed set-up (see
+//!   `Seeder`), into an L1 kept at its capacity (10 000) by the previous renders, as in a busy
+//!   server. Each insert then also pays for moka's eviction, so this case has its own floor:
+//!   the raw MGET + decode plus 50 inserts into a full moka cache.
 //!
 //! cargo bench -p benches --bench page
 
 use std::hint::black_box;
+use std::ops::Range;
 use std::time::Duration;
 
-use benches::{cached_redis, fragment, redis_for_both};
-use cache_runtime::preload;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use benches::{cached_redis, fragment, full_moka, redis_for_both, RawStore, Seeder};
+use cache_runtime::{preload, Key};
+use criterion::{criterion_group, criterion_main, BatchSize, Bencher, Criterion};
 
 const FRAGMENTS: u64 = 50;
 
 #[cache_runtime::cached(ttl = 600)]
-fn ours(n: u64) -> String {
+fn emptied(n: u64) -> String {
     fragment(n)
 }
 
-fn render(fragment: impl Fn(u64) -> String) -> usize {
-    (0..FRAGMENTS).map(|n| fragment(n).len()).sum()
+#[cache_runtime::cached(ttl = 600)]
+fn full(n: u64) -> String {
+    fragment(n)
+}
+
+fn render(args: Range<u64>, fragment: impl Fn(u64) -> String) -> usize {
+    args.map(|n| fragment(n).len()).sum()
+}
+
+fn scoped(args: Range<u64>, f: fn(u64) -> String, key: fn(u64) -> Key) -> usize {
+    preload(args.clone().map(key), || render(args, f))
+}
+
+/// Renders with or without a scope.
+fn rendered(scope: bool, args: Range<u64>, f: fn(u64) -> String, key: fn(u64) -> Key) -> usize {
+    if scope {
+        scoped(args, f, key)
+    } else {
+        render(args, f)
+    }
 }
 
 fn page(c: &mut Criterion) {
     let redis = redis_for_both();
-    let mut conn = redis.connection().unwrap();
-    let raw_keys: Vec<String> = (0..FRAGMENTS).map(|n| format!("bench:raw:{n}")).collect();
+    let mut raw = RawStore::with_fragments(&redis, 0..FRAGMENTS);
+    let raw_keys: Vec<String> = (0..FRAGMENTS).map(RawStore::key).collect();
     for n in 0..FRAGMENTS {
-        ours(n);
-        cached_redis(n).unwrap();
-        let bytes =
-            bincode::serde::encode_to_vec(fragment(n), bincode::config::standard()).unwrap();
-        let _: () = redis::cmd("SET")
-            .arg(&raw_keys[n as usize])
-            .arg(bytes)
-            .query(&mut conn)
-            .unwrap();
+        cached_redis(n).expect("cached's store");
+        emptied(n); // computed once, written to Redis
     }
+    let mut seeder = Seeder::new(&redis, 1_000_000);
+    seeder.fill_l1(full::key, full, fragment);
+    let moka = full_moka();
+    let mut next_moka_key = 2_000_000u64;
 
     let mut group = c.benchmark_group("page_of_50");
     group.bench_function("raw MGET + bincode decode", |b| {
+        b.iter(|| black_box(raw.mget(&raw_keys)))
+    });
+    let on_emptied = |b: &mut Bencher, scope: bool| {
+        b.iter_batched(
+            emptied::clear_local,
+            |()| black_box(rendered(scope, 0..FRAGMENTS, emptied, emptied::key)),
+            BatchSize::PerIteration,
+        )
+    };
+    group.bench_function("cache_runtime with preload, L1 emptied", |b| {
+        on_emptied(b, true)
+    });
+    group.bench_function("cache_runtime without preload, L1 emptied", |b| {
+        on_emptied(b, false)
+    });
+    group.bench_function("raw MGET + bincode decode + moka insert, L1 full", |b| {
         b.iter(|| {
-            let values: Vec<Vec<u8>> = redis::cmd("MGET").arg(&raw_keys).query(&mut conn).unwrap();
-            let total: usize = values
-                .iter()
-                .map(|bytes| {
-                    let (value, _): (String, usize) =
-                        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-                            .unwrap();
-                    value.len()
-                })
-                .sum();
-            black_box(total)
+            for value in raw.mget(&raw_keys) {
+                moka.insert(next_moka_key.to_string(), value);
+                next_moka_key += 1;
+            }
         })
     });
-    group.bench_function("cache_runtime with preload", |b| {
+    let mut on_full = |b: &mut Bencher, scope: bool| {
         b.iter_batched(
-            ours::clear_local,
-            |()| black_box(preload((0..FRAGMENTS).map(ours::key), || render(ours))),
+            || seeder.fresh(FRAGMENTS, full::key, fragment),
+            |args| black_box(rendered(scope, args, full, full::key)),
             BatchSize::PerIteration,
         )
-    });
-    group.bench_function("cache_runtime without preload", |b| {
-        b.iter_batched(
-            ours::clear_local,
-            |()| black_box(render(ours)),
-            BatchSize::PerIteration,
-        )
+    };
+    group.bench_function("cache_runtime with preload, L1 full", |b| on_full(b, true));
+    group.bench_function("cache_runtime without preload, L1 full", |b| {
+        on_full(b, false)
     });
     group.bench_function("cached concurrent_cached(redis = true)", |b| {
-        b.iter(|| black_box(render(|n| cached_redis(n).unwrap())))
+        b.iter(|| black_box(render(0..FRAGMENTS, |n| cached_redis(n).unwrap())))
     });
     group.finish();
+
+    for stats in [emptied::stats(), full::stats()] {
+        assert_eq!(stats.l1_hits, 0, "L1 was cold on every call");
+        assert_eq!(stats.decode_errors, 0);
+    }
     assert_eq!(
-        ours::stats().misses,
+        emptied::stats().misses,
         FRAGMENTS,
-        "every measured render read Redis"
+        "only the first calls ran the body"
     );
+    assert_eq!(full::stats().misses, 0, "every value came from Redis");
 }
 
 criterion_group! {

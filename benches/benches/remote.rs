@@ -2,52 +2,63 @@
 //! crate's Redis store; and the cost of a call while Redis is dead and the breaker open,
 //! against the same call with no Redis configured.
 //!
+//! Two kinds of cold L1 (as in `page`): "L1 emptied" reads one key after `clear_local()`
+//! (not timed); "L1 full" reads an argument never used before, written to Redis in the
+//! untimed set-up, into an L1 kept at its capacity, as in a busy server. The second has its
+//! own floor: the raw GET + decode plus an insert into a full moka cache.
+//!
 //! cargo bench -p benches --bench remote
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use benches::{cached_redis, fragment, redis_for_both};
+use benches::{cached_redis, fragment, full_moka, redis_for_both, RawStore, Seeder, L1_CAPACITY};
 use cache_runtime::Config;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 
-#[cache_runtime::cached(ttl = 600, name = "bench::remote")]
-fn ours(n: u64) -> String {
+#[cache_runtime::cached(ttl = 600)]
+fn emptied(n: u64) -> String {
+    fragment(n)
+}
+
+#[cache_runtime::cached(ttl = 600)]
+fn full(n: u64) -> String {
     fragment(n)
 }
 
 fn l2_hit(c: &mut Criterion) {
     let redis = redis_for_both();
-    ours(1);
-    cached_redis(1).unwrap();
-    let key = ours::key(1).to_string();
-    let raw_key = "bench:raw:1";
-    let mut conn = redis.connection().unwrap();
-    let bytes = bincode::serde::encode_to_vec(fragment(1), bincode::config::standard()).unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(raw_key)
-        .arg(bytes)
-        .query(&mut conn)
-        .unwrap();
-    assert!(redis::cmd("EXISTS")
-        .arg(&key)
-        .query::<bool>(&mut conn)
-        .unwrap());
+    emptied(1); // computed once, written to Redis
+    cached_redis(1).expect("cached's store");
+    let mut raw = RawStore::with_fragments(&redis, 1..2);
+    let raw_key = RawStore::key(1);
+    let mut seeder = Seeder::new(&redis, 1_000_000);
+    seeder.fill_l1(full::key, full, fragment);
+    let moka = full_moka();
+    let mut next_moka_key = L1_CAPACITY;
 
     let mut group = c.benchmark_group("l2_hit");
     group.bench_function("raw redis-rs GET + bincode decode", |b| {
+        b.iter(|| black_box(raw.get(&raw_key)))
+    });
+    group.bench_function("cache_runtime, L1 emptied", |b| {
+        b.iter_batched(
+            emptied::clear_local,
+            |()| black_box(emptied(1)),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("raw GET + decode + moka insert, L1 full", |b| {
         b.iter(|| {
-            let bytes: Vec<u8> = redis::cmd("GET").arg(raw_key).query(&mut conn).unwrap();
-            let (value, _): (String, usize) =
-                bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
-            black_box(value)
+            moka.insert(next_moka_key.to_string(), raw.get(&raw_key));
+            next_moka_key += 1;
         })
     });
-    group.bench_function("cache_runtime (L1 cold)", |b| {
+    group.bench_function("cache_runtime, L1 full", |b| {
         b.iter_batched(
-            ours::clear_local,
-            |()| black_box(ours(1)),
+            || seeder.fresh(1, full::key, fragment).start,
+            |n| black_box(full(n)),
             BatchSize::PerIteration,
         )
     });
@@ -55,7 +66,16 @@ fn l2_hit(c: &mut Criterion) {
         b.iter(|| black_box(cached_redis(1).unwrap()))
     });
     group.finish();
-    assert_eq!(ours::stats().misses, 1, "every measured call was an L2 hit");
+    for stats in [emptied::stats(), full::stats()] {
+        assert_eq!(stats.l1_hits, 0, "L1 was cold on every call");
+        assert_eq!(stats.decode_errors, 0);
+    }
+    assert_eq!(
+        emptied::stats().misses,
+        1,
+        "only the first call ran the body"
+    );
+    assert_eq!(full::stats().misses, 0, "every value came from Redis");
 }
 
 #[cache_runtime::cached(ttl = 600)]
@@ -71,18 +91,25 @@ fn dead_redis(c: &mut Criterion) {
     group.bench_function("no Redis configured", |b| {
         b.iter(|| black_box(trivial(fresh())))
     });
-    // Nothing listens on port 1: connections are refused, the breaker opens after one failure
-    // and stays open for the whole run.
+    // Nothing listens on port 1: the connection is refused, the breaker opens after that one
+    // failure and stays open for the whole run.
     Config::new()
         .redis("redis://127.0.0.1:1/")
         .circuit_breaker(1, Duration::from_secs(3600))
         .install()
-        .unwrap();
+        .expect("install");
     trivial(fresh());
+    let before = trivial::stats();
     group.bench_function("Redis dead, breaker open", |b| {
         b.iter(|| black_box(trivial(fresh())))
     });
     group.finish();
+    let after = trivial::stats();
+    assert_eq!(
+        after.l2_errors - before.l2_errors,
+        after.misses - before.misses,
+        "every call with Redis dead computed and counted Redis as failed"
+    );
     Config::uninstall();
 }
 
