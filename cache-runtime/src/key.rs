@@ -434,22 +434,68 @@ impl Key {
 
     /// The key as stored in Redis under the given prefix.
     pub(crate) fn remote(&self, prefix: &str) -> String {
-        remote_key(prefix, self.owner.name(), self.owner.version(), &self.args)
+        self.remote_name(prefix).to_string()
+    }
+
+    /// The parts of the key as stored in Redis under the given prefix.
+    pub(crate) fn remote_name<'a>(&'a self, prefix: &'a str) -> RemoteName<'a> {
+        RemoteName {
+            prefix,
+            name: self.owner.name(),
+            version: self.owner.version(),
+            args: &self.args,
+        }
+    }
+}
+
+/// The parts of an entry's key in Redis, written out as `{prefix}:{name}:v{version}:{args}`
+/// (without `{prefix}:` when the prefix is empty). The one definition of that layout.
+pub(crate) struct RemoteName<'a> {
+    pub(crate) prefix: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) version: u32,
+    pub(crate) args: &'a str,
+}
+
+impl RemoteName<'_> {
+    /// Hands the key's bytes to `out`, piece by piece (no allocation).
+    #[inline]
+    pub(crate) fn write_to(&self, mut out: impl FnMut(&str)) {
+        if !self.prefix.is_empty() {
+            out(self.prefix);
+            out(":");
+        }
+        out(self.name);
+        out(":v");
+        let mut digits = [0u8; 20];
+        out(format_u64(self.version as u64, &mut digits));
+        out(":");
+        out(self.args);
+    }
+}
+
+impl fmt::Display for RemoteName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut result = Ok(());
+        self.write_to(|piece| {
+            if result.is_ok() {
+                result = f.write_str(piece);
+            }
+        });
+        result
     }
 }
 
 /// `{prefix}:{name}:v{version}:{args}`, or without `{prefix}:` when the prefix is empty.
 pub(crate) fn remote_key(prefix: &str, name: &str, version: u32, args: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + name.len() + args.len() + 16);
-    if !prefix.is_empty() {
-        out.push_str(prefix);
-        out.push(':');
-    }
-    out.push_str(name);
-    out.push_str(":v");
-    out.push_str(&version.to_string());
-    out.push(':');
-    out.push_str(args);
+    let parts = RemoteName {
+        prefix,
+        name,
+        version,
+        args,
+    };
+    parts.write_to(|piece| out.push_str(piece));
     out
 }
 

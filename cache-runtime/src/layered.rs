@@ -3,8 +3,8 @@
 //! ```text
 //! call(args)
 //!   front table of this thread (exact TTL + epoch)   fresh hit -> return
+//!   preload scope of this thread/task                first use -> decode, backfill L1, return
 //!   L1 (moka)                                        fresh hit -> fill front, return
-//!   preload scope of this thread/task                hit -> decode, backfill L1, return
 //!   single flight on the key; the leader then:
 //!     L2 GET -> decode -> backfill L1 with the entry's remaining TTL -> return
 //!     [lock]  SET NX the key's lock, or wait for the owner's value to appear in L2
@@ -50,6 +50,9 @@ pub trait KeyOwner: Send + Sync {
     fn count_l2_error(&self);
     /// An identity for maps keyed by function.
     fn id(&self) -> usize;
+    /// Bumped by every `invalidate` and `clear_local`: an answer read at an older epoch may
+    /// predate them.
+    fn epoch(&self) -> u64;
 }
 
 /// How a function's values go to and from bytes (absent for `local` functions, which need no
@@ -305,9 +308,15 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         O::from_cached(self.count_hit(value))
     }
 
-    /// The lookups after a front-table miss: L1, the preload scope, the single flight, Redis,
+    /// The lookups after a front-table miss: the preload scope, L1, the single flight, Redis,
     /// the lock. Ends with an answer, or with this caller leading a computation.
     async fn prepare<I: Io>(&'static self, io: &I, call: &Call<'_, V>) -> Step<V> {
+        let ask_first = match self.preloaded(call) {
+            Preloaded::Served(Some(value)) => return Step::Answer(value),
+            // Found absent, or undecodable or stale: compute without asking Redis again.
+            Preloaded::Served(None) | Preloaded::Absent => false,
+            Preloaded::Unknown => true,
+        };
         // A value to hand out while another caller refreshes it.
         let mut servable = None;
         if let Some(entry) = self.l1.get(call.args) {
@@ -321,10 +330,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 Verdict::Gone => {}
             }
         }
-        let remote = match self.remote_for(call) {
-            Ok(remote) => remote,
-            Err(value) => return Step::Answer(value),
-        };
+        let remote = self.remote_for(call, ask_first);
         loop {
             let leader = match self.flights.join(call.args, call.probe.hash) {
                 Joined::Leader(leader) => leader,
@@ -448,14 +454,25 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         });
     }
 
-    /// The Redis side of this call, if any; answers at once (as `Err`) from a preload scope.
-    fn remote_for(&'static self, call: &Call<'_, V>) -> Result<Option<Remote>, V> {
+    /// What a preload scope holds for this call; a value served from it is backfilled into L1
+    /// and counted.
+    fn preloaded(&'static self, call: &Call<'_, V>) -> Preloaded<Option<V>> {
         if self.remote.is_none() {
-            return Ok(None);
+            return Preloaded::Unknown;
         }
-        let Some(installed) = config::current().filter(|c| c.remote.is_some()) else {
-            return Ok(None);
-        };
+        let found = scope::serve(self.id(), call.epoch, call.args, |bytes| {
+            self.decode_into_l1(call, bytes)
+        });
+        if let Preloaded::Served(Some(_)) = found {
+            Counters::add(&self.counters.scope_hits);
+        }
+        found
+    }
+
+    /// The Redis side of this call, if any. `ask_first`: GET the key before computing.
+    fn remote_for(&'static self, call: &Call<'_, V>, ask_first: bool) -> Option<Remote> {
+        self.remote.as_ref()?;
+        let installed = config::current().filter(|c| c.remote.is_some())?;
         if installed
             .remote
             .as_ref()
@@ -463,30 +480,19 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         {
             // The breaker is open: skip the key, the encoding and the requests altogether.
             Counters::add(&self.counters.l2_errors);
-            return Ok(None);
+            return None;
         }
-        let ask_first = match scope::find(self.id(), call.args) {
-            Some(Preloaded::Present(bytes)) => match self.decode_into_l1(call, &bytes) {
-                Some(value) => {
-                    Counters::add(&self.counters.scope_hits);
-                    return Err(value);
-                }
-                None => false,
-            },
-            Some(Preloaded::Absent) => false,
-            None => true,
-        };
         let key = key::remote_key(
             &installed.prefix,
             &self.settings.name,
             self.settings.version,
             call.args,
         );
-        Ok(Some(Remote {
+        Some(Remote {
             installed,
             key,
             ask_first,
-        }))
+        })
     }
 
     /// GETs the key; a decodable, fresh value is backfilled and returned.
@@ -546,6 +552,9 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
     /// Decodes stored bytes and backfills L1 with the entry's remaining lifetime. A value
     /// still servable but stale is backfilled too, yet not returned: the caller refreshes it.
+    ///
+    /// This thread's front table is left to the next L1 hit: a value read from Redis or a
+    /// scope is often used once, and copying it there too would cost every backfill.
     fn decode_into_l1(&'static self, call: &Call<'_, V>, bytes: &[u8]) -> Option<V> {
         let remote = self.remote.as_ref()?;
         let (value, header) = match (remote.decode)(bytes) {
@@ -565,11 +574,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             return None;
         }
         self.l1.insert(call.args, entry.clone());
-        if entry.verdict() != Verdict::Fresh {
-            return None;
-        }
-        self.fill_front(call, &entry);
-        Some(entry.value)
+        (entry.verdict() == Verdict::Fresh).then_some(entry.value)
     }
 
     /// After the body ran: counts it, stores a cacheable result in L1 and returns the L2 write
@@ -693,5 +698,9 @@ impl<V: Clone + Send + Sync + 'static> KeyOwner for CachedFn<V> {
 
     fn id(&self) -> usize {
         self as *const Self as *const () as usize
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 }

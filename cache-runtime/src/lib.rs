@@ -28,6 +28,7 @@ mod config;
 mod flight;
 mod freshness;
 mod front;
+mod hash;
 mod io;
 mod key;
 mod layered;

@@ -8,134 +8,228 @@
 //!   `tracing`'s `Instrumented` enters its span), so it follows the task across worker
 //!   threads and never leaks into another task polled on the same thread.
 //!
-//! A key MGET found absent is remembered as absent: the call inside the scope runs its body
-//! and writes the value without asking Redis again. Keys of `local` functions, duplicates and
-//! keys L1 already holds are left out of the MGET. If Redis fails, the scope is empty and the
-//! calls inside behave as without it (the failure is counted in each function's `l2_errors`).
+//! A call asks the scope before L1. The first call for a value the scope holds decodes it
+//! and backfills L1; later calls read L1, like any call (the bytes are not decoded twice, and
+//! a newer L1 value is never replaced by the scope's older one). A key MGET found absent is
+//! remembered as absent: the call inside the scope runs its body and writes the value without
+//! asking Redis again. `invalidate` or `clear_local` of a function inside a scope voids that
+//! function's answers in it: its calls then go to L1 and Redis as without the scope.
+//!
+//! Keys of `local` functions, duplicates and keys L1 already holds are left out of the MGET.
+//! If Redis fails, the scope is empty and the calls inside behave as without it (the failure
+//! is counted in each function's `l2_errors`).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::config::{self, Installed};
-use crate::key::Key;
-use crate::store::redis::{self as l2, Failure};
+use hashbrown::HashTable;
 
-/// What one scope holds: per function, per encoded arguments, the bytes MGET found (or
-/// `None` when it found nothing).
+use crate::config::{self, Installed};
+use crate::hash::FastHash;
+use crate::key::Key;
+use crate::store::redis::{Failure, Mget, RedisStore, Request, Values};
+
+/// One key a scope asked Redis for, and what Redis answered.
+struct Slot {
+    key: Key,
+    /// The owner's identity ([`KeyOwner::id`](crate::KeyOwner::id)).
+    owner: usize,
+    /// The owner's epoch, read before its L1 was asked and the MGET sent: an `invalidate` or
+    /// `clear_local` since then has bumped it, and voids this answer.
+    epoch: u64,
+    hash: u64,
+    /// The stored bytes; `None` when Redis had nothing under the key.
+    bytes: Option<Vec<u8>>,
+    /// Set by the call that used the bytes. That call backfilled L1, so later calls read L1
+    /// (which may hold a newer value by then) instead of decoding the same bytes again.
+    served: AtomicBool,
+}
+
+/// What one scope holds: a slot per fetched key, indexed by owner and arguments.
 #[derive(Default)]
 struct ScopeData {
-    entries: HashMap<usize, HashMap<Box<str>, Option<Vec<u8>>>>,
+    slots: Vec<Slot>,
+    /// Positions in `slots`.
+    index: HashTable<u32>,
+}
+
+fn slot_hash(owner: usize, args: &str) -> u64 {
+    let mut hasher = FastHash.build_hasher();
+    hasher.write_usize(owner);
+    hasher.write(args.as_bytes());
+    hasher.finish()
+}
+
+impl ScopeData {
+    fn position(&self, owner: usize, args: &str, hash: u64) -> Option<usize> {
+        let found = self.index.find(hash, |&at| {
+            let slot = &self.slots[at as usize];
+            slot.owner == owner && slot.key.args() == args
+        })?;
+        Some(*found as usize)
+    }
+
+    fn add(&mut self, slot: Slot) {
+        let slots = &self.slots;
+        let at = slots.len() as u32;
+        self.index
+            .insert_unique(slot.hash, at, |&at| slots[at as usize].hash);
+        self.slots.push(slot);
+    }
+
+    /// Stores Redis' answer, one value per slot in order. A failed request leaves the scope
+    /// empty (so every call inside behaves as without it) and counts one `l2_errors` per
+    /// function.
+    fn fill(&mut self, answer: Result<Values, Failure>) {
+        let failure = match answer {
+            Ok(Values(values)) if values.len() == self.slots.len() => {
+                for (slot, bytes) in self.slots.iter_mut().zip(values) {
+                    slot.bytes = bytes;
+                }
+                return;
+            }
+            Ok(Values(values)) => format!("{} values for {} keys", values.len(), self.slots.len()),
+            Err(failure) => failure.to_string(),
+        };
+        tracing::debug!(%failure, keys = self.slots.len(), "preload failed; calls go to redis one by one");
+        let mut counted = Vec::new();
+        for slot in &self.slots {
+            if !counted.contains(&slot.owner) {
+                counted.push(slot.owner);
+                slot.key.owner().count_l2_error();
+            }
+        }
+        *self = ScopeData::default();
+    }
 }
 
 thread_local! {
     static STACK: RefCell<Vec<Arc<ScopeData>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// What the innermost scope that knows a key says about it.
-pub(crate) enum Preloaded {
-    Present(Vec<u8>),
-    Absent,
-}
-
-/// Looks `args` of function `owner` up in the scopes of this thread, innermost first.
-pub(crate) fn find(owner: usize, args: &str) -> Option<Preloaded> {
+/// The innermost scope of this thread holding a slot for `args` of function `owner`, and
+/// the slot's position. The scope is shared out of the stack, so nothing stays borrowed
+/// while the caller decodes and backfills.
+fn innermost(owner: usize, args: &str) -> Option<(Arc<ScopeData>, usize)> {
     STACK
         .try_with(|stack| {
             let stack = stack.try_borrow().ok()?;
+            if stack.iter().all(|scope| scope.slots.is_empty()) {
+                return None;
+            }
+            let hash = slot_hash(owner, args);
             stack.iter().rev().find_map(|scope| {
-                let found = scope.entries.get(&owner)?.get(args)?;
-                Some(match found {
-                    Some(bytes) => Preloaded::Present(bytes.clone()),
-                    None => Preloaded::Absent,
-                })
+                let at = scope.position(owner, args, hash)?;
+                Some((Arc::clone(scope), at))
             })
         })
         .ok()
         .flatten()
 }
 
-/// The keys that need fetching: deduplicated, not `local`, not already in L1, not already in
-/// an enclosing scope.
-struct Wanted {
-    keys: Vec<Key>,
-    remote_keys: Vec<String>,
+/// What the scopes of this thread (or task) say about one call's key.
+pub(crate) enum Preloaded<T> {
+    /// A scope held the value: the result of `serve` on its bytes.
+    Served(T),
+    /// A scope's MGET found nothing under the key: compute without asking Redis again.
+    Absent,
+    /// No scope can answer: none asked for the key, the function was invalidated since, or
+    /// the value was served already (and is in L1).
+    Unknown,
 }
 
-fn wanted(keys: impl IntoIterator<Item = Key>, installed: &Installed) -> Wanted {
-    let mut seen = std::collections::HashSet::new();
-    let mut wanted = Wanted {
-        keys: Vec::new(),
-        remote_keys: Vec::new(),
+/// Looks `args` of function `owner` up in the scopes of this thread, innermost first; on the
+/// first use of a value found, lends its bytes to `serve`. `epoch` is the function's epoch as
+/// the call read it before any lookup.
+pub(crate) fn serve<T>(
+    owner: usize,
+    epoch: u64,
+    args: &str,
+    serve: impl FnOnce(&[u8]) -> T,
+) -> Preloaded<T> {
+    let Some((scope, at)) = innermost(owner, args) else {
+        return Preloaded::Unknown;
     };
+    let slot = &scope.slots[at];
+    if slot.epoch != epoch {
+        return Preloaded::Unknown;
+    }
+    match &slot.bytes {
+        None => Preloaded::Absent,
+        Some(_) if slot.served.swap(true, Ordering::AcqRel) => Preloaded::Unknown,
+        Some(bytes) => Preloaded::Served(serve(bytes)),
+    }
+}
+
+/// Whether an enclosing scope already answered for `args` of `owner` at this `epoch`.
+fn known(owner: usize, epoch: u64, args: &str) -> bool {
+    innermost(owner, args).is_some_and(|(scope, at)| scope.slots[at].epoch == epoch)
+}
+
+/// The store to ask, the slots of a new scope and the request that fills them: an MGET of
+/// every key that is not `local`, not fresh in L1 and not known to an enclosing scope, once.
+/// `None` when there is nothing to send.
+fn plan(
+    keys: impl IntoIterator<Item = Key>,
+    installed: Option<&Installed>,
+) -> Option<(&RedisStore, ScopeData, Request)> {
+    let installed = installed?;
+    let store = installed.remote.as_ref()?;
+    let keys = keys.into_iter();
+    let expected = keys.size_hint().0;
+    let mut scope = ScopeData {
+        slots: Vec::with_capacity(expected),
+        index: HashTable::with_capacity(expected),
+    };
+    let mut mget = Mget::with_capacity(expected);
     for key in keys {
         let owner = key.owner();
-        if owner.is_local() || owner.holds(key.args()) || find(owner.id(), key.args()).is_some() {
+        if owner.is_local() {
             continue;
         }
-        if seen.insert(key.clone()) {
-            wanted.remote_keys.push(key.remote(&installed.prefix));
-            wanted.keys.push(key);
+        let (id, hash) = (owner.id(), slot_hash(owner.id(), key.args()));
+        if scope.position(id, key.args(), hash).is_some() {
+            continue;
         }
+        // Read before L1 is asked (see `Slot::epoch`).
+        let epoch = owner.epoch();
+        if owner.holds(key.args()) || known(id, epoch, key.args()) {
+            continue;
+        }
+        mget.key(&key.remote_name(&installed.prefix));
+        scope.add(Slot {
+            key,
+            owner: id,
+            epoch,
+            hash,
+            bytes: None,
+            served: AtomicBool::new(false),
+        });
     }
-    wanted
-}
-
-fn into_scope(wanted: Wanted, answer: Result<Vec<Vec<Option<Vec<u8>>>>, Failure>) -> ScopeData {
-    let mut scope = ScopeData::default();
-    match answer {
-        Ok(batches) => {
-            for (key, value) in wanted.keys.iter().zip(batches.into_iter().flatten()) {
-                scope
-                    .entries
-                    .entry(key.owner().id())
-                    .or_default()
-                    .insert(key.args().into(), value);
-            }
-        }
-        Err(failure) => {
-            tracing::debug!(%failure, keys = wanted.keys.len(), "preload failed; calls go to redis one by one");
-            let mut counted = std::collections::HashSet::new();
-            for key in &wanted.keys {
-                if counted.insert(key.owner().id()) {
-                    key.owner().count_l2_error();
-                }
-            }
-        }
-    }
-    scope
+    (!scope.slots.is_empty()).then(|| (store, scope, mget.request()))
 }
 
 fn fetch(keys: impl IntoIterator<Item = Key>) -> ScopeData {
     let installed = config::current();
-    let Some((store, wanted)) = plan(keys, installed.as_deref()) else {
+    let Some((store, mut scope, request)) = plan(keys, installed.as_deref()) else {
         return ScopeData::default();
     };
-    let answer = store.run(&l2::mget(&wanted.remote_keys));
-    into_scope(wanted, answer)
+    scope.fill(store.run(&request));
+    scope
 }
 
 async fn fetch_async(keys: impl IntoIterator<Item = Key>) -> ScopeData {
     let installed = config::current();
-    let Some((store, wanted)) = plan(keys, installed.as_deref()) else {
+    let Some((store, mut scope, request)) = plan(keys, installed.as_deref()) else {
         return ScopeData::default();
     };
-    let answer = store.run_async(&l2::mget(&wanted.remote_keys)).await;
-    into_scope(wanted, answer)
-}
-
-/// The store to ask and the keys to ask it for; `None` when there is nothing to send.
-fn plan(
-    keys: impl IntoIterator<Item = Key>,
-    installed: Option<&Installed>,
-) -> Option<(&l2::RedisStore, Wanted)> {
-    let installed = installed?;
-    let store = installed.remote.as_ref()?;
-    let wanted = wanted(keys, installed);
-    (!wanted.keys.is_empty()).then_some((store, wanted))
+    scope.fill(store.run_async(&request).await);
+    scope
 }
 
 /// Pops the scope it pushed when dropped (also on unwind).

@@ -8,6 +8,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::MutexGuard;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use cache_runtime::{cached, preload, Key};
 use integration_tests::{with_redis, RedisServer};
@@ -168,6 +170,96 @@ fn a_key_the_mget_found_absent_runs_its_body_once_with_no_get_and_one_set() {
     assert_eq!(mget_and_get(&server), (1, 0));
     assert_eq!(server.calls("set"), 1, "the computed value is written");
     assert_eq!(absent::stats().misses, 1);
+}
+
+static REVOKED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Its body says "computed"; its writer, sharing the cache name, stores "stored": a value
+/// tells where it came from.
+#[cached(ttl = 60, name = "preload::revoked")]
+fn revoked(n: u64) -> String {
+    REVOKED_RUNS.fetch_add(1, SeqCst);
+    format!("computed {n}")
+}
+
+#[cached(ttl = 60, name = "preload::revoked")]
+fn write_revoked(n: u64) -> String {
+    format!("stored {n}")
+}
+
+#[test]
+fn invalidating_inside_a_scope_voids_the_functions_preloaded_values() {
+    let (_guard, server) = redis_holding("revoked", [1, 2], write_revoked);
+
+    let (first, second) = preload([revoked::key(1), revoked::key(2)], || {
+        revoked::invalidate(1);
+        (revoked(1), revoked(2))
+    });
+
+    assert_eq!(first, "computed 1", "the invalidated value is not served");
+    assert_eq!(second, "stored 2", "the function's other key is read again");
+    assert_eq!(revoked::stats().scope_hits, 0);
+    assert_eq!(REVOKED_RUNS.load(SeqCst), 1);
+    assert_eq!(
+        mget_and_get(&server),
+        (1, 2),
+        "both calls ask Redis, as without the scope"
+    );
+}
+
+static EXPIRING_RUNS: AtomicUsize = AtomicUsize::new(0);
+static EXPIRING_WRITES: AtomicUsize = AtomicUsize::new(0);
+
+const EXPIRING_TTL: Duration = Duration::from_millis(300);
+
+#[cached(ttl = EXPIRING_TTL, name = "preload::expiring")]
+fn expiring(n: u64) -> String {
+    EXPIRING_RUNS.fetch_add(1, SeqCst);
+    format!("computed {n}")
+}
+
+/// Numbers what it stores: `stored 1 #2` is the second value written.
+#[cached(ttl = EXPIRING_TTL, name = "preload::expiring")]
+fn write_expiring(n: u64) -> String {
+    format!("stored {n} #{}", EXPIRING_WRITES.fetch_add(1, SeqCst) + 1)
+}
+
+#[test]
+fn a_preloaded_value_is_served_once_then_calls_go_through_l1_and_redis() {
+    let (_guard, server) = with_redis("expiring");
+    let written = Instant::now();
+    write_expiring(1);
+    server.reset_stats();
+
+    let (first, again, later) = preload([expiring::key(1)], || {
+        let first = expiring(1);
+        let again = expiring(1);
+        // Every copy of the first value expires (the margin covers the millisecond rounding
+        // of expiry times); then a newer value is written to Redis.
+        let expired = written + EXPIRING_TTL + Duration::from_millis(50);
+        thread::sleep(expired.saturating_duration_since(Instant::now()));
+        write_expiring::invalidate(1);
+        write_expiring(1);
+        (first, again, expiring(1))
+    });
+
+    assert_eq!(
+        (first.as_str(), again.as_str()),
+        ("stored 1 #1", "stored 1 #1")
+    );
+    assert_eq!(later, "stored 1 #2", "the newer value, from Redis");
+    let stats = expiring::stats();
+    assert_eq!(
+        (stats.scope_hits, stats.l1_hits, stats.l2_hits),
+        (1, 1, 1),
+        "{stats:?}"
+    );
+    assert_eq!(EXPIRING_RUNS.load(SeqCst), 0, "no body ran");
+    assert_eq!(
+        mget_and_get(&server),
+        (1, 2),
+        "the writer's GET (a miss) and the last call's"
+    );
 }
 
 fragment!(twice, write_twice, TWICE_RUNS, "preload::twice");

@@ -7,6 +7,7 @@ use moka::Expiry;
 
 use crate::clock;
 use crate::freshness::{self, Times, Verdict};
+use crate::hash::FastHash;
 
 /// A value in L1 with what the read path needs to know about it.
 #[derive(Clone)]
@@ -55,37 +56,6 @@ impl<V> Expiry<Box<str>, Entry<V>> for ByDeadline {
     }
 }
 
-/// FxHash-style hashing for L1's map: keys are our own encoded strings (no untrusted
-/// collision attacks to fear the way a public hash map must), and SipHash, moka's default, was a
-/// visible share of every L1 access.
-#[derive(Clone, Default)]
-struct FastHash;
-
-#[derive(Default)]
-struct FastHasher(u64);
-
-impl std::hash::BuildHasher for FastHash {
-    type Hasher = FastHasher;
-    fn build_hasher(&self) -> FastHasher {
-        FastHasher::default()
-    }
-}
-
-impl std::hash::Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(SEED);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 >> 29) ^ (self.0 >> 47)
-    }
-}
-
 /// The L1 store of one function.
 pub(crate) struct LocalStore<V> {
     cache: Cache<Box<str>, Entry<V>, FastHash>,
@@ -108,9 +78,11 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
             .filter(|entry| !clock::expired(entry.keep_until))
     }
 
-    /// Whether a fresh entry is held.
+    /// Whether a fresh entry is held. A key that is not held at all (the common case when a
+    /// preload scope asks) costs one `contains_key`, which, unlike `get`, records no read in
+    /// moka's popularity log.
     pub(crate) fn holds_fresh(&self, args: &str) -> bool {
-        self.get(args).is_some_and(|e| !clock::expired(e.deadline))
+        self.cache.contains_key(args) && self.get(args).is_some_and(|e| !clock::expired(e.deadline))
     }
 
     pub(crate) fn insert(&self, args: &str, entry: Entry<V>) {

@@ -9,11 +9,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd, Connection, FromRedisValue, Pipeline};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, Connection, FromRedisValue, ParsingError, Pipeline, Value,
+};
 
 use crate::breaker::Breaker;
 use crate::config::Error;
 use crate::flight::lock;
+use crate::key::RemoteName;
 
 /// Most keys asked in one MGET. One command over thousands of keys would hold Redis' single
 /// thread (and every other client) for milliseconds and build one huge reply; batches of this
@@ -203,12 +206,84 @@ pub(crate) fn del(key: &str) -> Request {
     Request::One(redis::cmd("DEL").arg(key).to_owned())
 }
 
-/// MGETs over `keys` in batches of [`MGET_BATCH`], pipelined into one round-trip. The answer
-/// is a list of batches, each a list of optional values in key order.
-pub(crate) fn mget(keys: &[String]) -> Request {
-    let mut pipe = redis::pipe();
-    for batch in keys.chunks(MGET_BATCH) {
-        pipe.cmd("MGET").arg(batch);
+/// MGETs over many keys in batches of [`MGET_BATCH`], sent in one round-trip (pipelined when
+/// there is more than one batch). Keys are written straight into the commands.
+pub(crate) struct Mget {
+    batches: Vec<Cmd>,
+    in_last: usize,
+    /// Keys announced but not yet added, to size the commands' buffers.
+    to_come: usize,
+    /// The key being added, built here in one piece (reused).
+    name: Vec<u8>,
+}
+
+impl Mget {
+    /// An MGET expecting about `keys` keys.
+    pub(crate) fn with_capacity(keys: usize) -> Self {
+        Mget {
+            batches: Vec::new(),
+            in_last: 0,
+            to_come: keys,
+            name: Vec::new(),
+        }
     }
-    Request::Many(pipe)
+
+    /// Adds a key; the answers come back in the order the keys were added.
+    pub(crate) fn key(&mut self, key: &RemoteName<'_>) {
+        self.name.clear();
+        key.write_to(|piece| self.name.extend_from_slice(piece.as_bytes()));
+        if self.batches.is_empty() || self.in_last == MGET_BATCH {
+            // Room for this batch's keys if they are about as long as this one.
+            let keys = self.to_come.clamp(1, MGET_BATCH);
+            let mut cmd = Cmd::with_capacity(keys + 1, 4 + keys * self.name.len());
+            cmd.arg("MGET");
+            self.batches.push(cmd);
+            self.in_last = 0;
+        }
+        self.in_last += 1;
+        self.to_come = self.to_come.saturating_sub(1);
+        let cmd = self.batches.last_mut().expect("a batch was just ensured");
+        cmd.arg(self.name.as_slice());
+    }
+
+    /// The request to send; its answer reads as [`Values`].
+    pub(crate) fn request(mut self) -> Request {
+        if self.batches.len() == 1 {
+            return Request::One(self.batches.pop().expect("one batch"));
+        }
+        let mut pipe = redis::pipe();
+        for cmd in self.batches {
+            pipe.add_command(cmd);
+        }
+        Request::Many(pipe)
+    }
+}
+
+/// The answer to an [`Mget`]: one optional value per key, in key order, whether it came as
+/// one MGET reply or as a pipeline of them.
+pub(crate) struct Values(pub(crate) Vec<Option<Vec<u8>>>);
+
+impl FromRedisValue for Values {
+    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
+        let mut values = Vec::new();
+        flatten(value, &mut values, true)?;
+        Ok(Values(values))
+    }
+}
+
+/// Appends the values of an MGET reply (`nested`: or of a pipeline of MGET replies).
+fn flatten(value: Value, out: &mut Vec<Option<Vec<u8>>>, nested: bool) -> Result<(), ParsingError> {
+    let Value::Array(items) = value else {
+        return Err(ParsingError::from(format!("MGET answered {value:?}")));
+    };
+    out.reserve(items.len());
+    for item in items {
+        match item {
+            Value::Nil => out.push(None),
+            Value::BulkString(bytes) => out.push(Some(bytes)),
+            batch @ Value::Array(_) if nested => flatten(batch, out, false)?,
+            other => return Err(ParsingError::from(format!("MGET answered {other:?}"))),
+        }
+    }
+    Ok(())
 }
