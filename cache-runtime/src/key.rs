@@ -404,23 +404,23 @@ tuple_key_part!(A B C D E F G H);
 ///
 /// Obtained from the generated companion `f::key(..)` and passed to
 /// [`preload`](fn@crate::preload). `Display` prints the exact key used in Redis, prefix included.
+///
+/// Building one allocates nothing when the encoded arguments fit in a [`KeyBuf`]'s inline
+/// bytes (a few integers or a short string).
 #[derive(Clone)]
 pub struct Key {
     owner: &'static dyn KeyOwner,
-    args: Arc<str>,
+    args: KeyBuf,
 }
 
 impl Key {
-    pub(crate) fn new(owner: &'static dyn KeyOwner, args: &str) -> Self {
-        Key {
-            owner,
-            args: Arc::from(args),
-        }
+    pub(crate) fn new(owner: &'static dyn KeyOwner, args: KeyBuf) -> Self {
+        Key { owner, args }
     }
 
     /// The encoded arguments (the part after `v{version}:`).
     pub fn args(&self) -> &str {
-        &self.args
+        self.args.as_str()
     }
 
     /// The cache name of the function this key belongs to.
@@ -443,7 +443,7 @@ impl Key {
             prefix,
             name: self.owner.name(),
             version: self.owner.version(),
-            args: &self.args,
+            args: self.args.as_str(),
         }
     }
 }
@@ -510,7 +510,7 @@ impl fmt::Debug for Key {
         f.debug_struct("Key")
             .field("name", &self.owner.name())
             .field("version", &self.owner.version())
-            .field("args", &&*self.args)
+            .field("args", &self.args.as_str())
             .finish()
     }
 }
@@ -519,7 +519,7 @@ impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
         self.owner.name() == other.owner.name()
             && self.owner.version() == other.owner.version()
-            && self.args == other.args
+            && self.args() == other.args()
     }
 }
 
@@ -529,7 +529,7 @@ impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.owner.name().hash(state);
         self.owner.version().hash(state);
-        self.args.hash(state);
+        self.args().hash(state);
     }
 }
 

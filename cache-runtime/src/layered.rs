@@ -156,7 +156,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
     /// The key of the call whose arguments encoded to `args`.
     pub fn key(&'static self, args: KeyBuf) -> Key {
-        Key::new(self, args.as_str())
+        Key::new(self, args)
     }
 
     /// Counters since the process started.
