@@ -689,7 +689,8 @@ impl<V: Clone + Send + Sync + 'static> KeyOwner for CachedFn<V> {
     }
 
     fn holds(&self, args: &str) -> bool {
-        self.l1.holds_fresh(args)
+        let kept_stale = self.settings.lifetime.stale.is_some();
+        self.l1.holds_fresh(args, kept_stale)
     }
 
     fn count_l2_error(&self) {

@@ -148,6 +148,39 @@ fn only_the_keys_l1_lacks_are_fetched_and_none_when_it_holds_them_all() {
     );
 }
 
+const SHORT_TTL: Duration = Duration::from_millis(200);
+
+#[cached(ttl = SHORT_TTL, name = "preload::short")]
+fn short(n: u64) -> u64 {
+    n
+}
+
+#[cached(ttl = SHORT_TTL, stale = 60, name = "preload::short_stale")]
+fn short_stale(n: u64) -> u64 {
+    n
+}
+
+#[test]
+fn an_l1_entry_past_its_deadline_is_fetched_again_even_while_kept_stale() {
+    let (_guard, server) = with_redis("expired");
+    let stored = Instant::now();
+    short(1);
+    short_stale(1);
+    server.reset_stats();
+    let keys = || [short::key(1), short_stale::key(1)];
+
+    preload(keys(), || ());
+    assert_eq!(server.calls("mget"), 0, "both fresh in L1");
+
+    // Past both deadlines (the margin covers the millisecond rounding of expiry times): one
+    // entry is gone, the other is kept in L1 for its stale window, yet no longer fresh.
+    let expired = stored + SHORT_TTL + Duration::from_millis(50);
+    thread::sleep(expired.saturating_duration_since(Instant::now()));
+    preload(keys(), || ());
+    assert_eq!(server.calls("mget"), 1);
+    assert_eq!(keys_looked_up(&server), 2, "both keys are asked for");
+}
+
 static ABSENT_RUNS: AtomicUsize = AtomicUsize::new(0);
 
 #[cached(ttl = 60, name = "preload::absent")]

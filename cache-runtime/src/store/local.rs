@@ -78,11 +78,15 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
             .filter(|entry| !clock::expired(entry.keep_until))
     }
 
-    /// Whether a fresh entry is held. A key that is not held at all (the common case when a
-    /// preload scope asks) costs one `contains_key`, which, unlike `get`, records no read in
-    /// moka's popularity log.
-    pub(crate) fn holds_fresh(&self, args: &str) -> bool {
-        self.cache.contains_key(args) && self.get(args).is_some_and(|e| !clock::expired(e.deadline))
+    /// Whether a fresh entry is held. Without a stale window (`kept_stale` false) an entry's
+    /// `keep_until`, where moka expires it, is its deadline: `contains_key` answers alone,
+    /// without copying the value out and without recording a read in moka's popularity log.
+    pub(crate) fn holds_fresh(&self, args: &str, kept_stale: bool) -> bool {
+        if kept_stale {
+            self.get(args).is_some_and(|e| !clock::expired(e.deadline))
+        } else {
+            self.cache.contains_key(args)
+        }
     }
 
     pub(crate) fn insert(&self, args: &str, entry: Entry<V>) {
