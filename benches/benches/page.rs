@@ -9,6 +9,9 @@
 //!   server. Each insert then also pays for moka's eviction, so this case has its own floor:
 //!   the raw MGET + decode plus 50 inserts into a full moka cache.
 //!
+//! A third pair renders the same page with L1 warm (every fragment held): what a scope costs
+//! when it has nothing to fetch.
+//!
 //! cargo bench -p benches --bench page
 
 use std::hint::black_box;
@@ -28,6 +31,11 @@ fn emptied(n: u64) -> String {
 
 #[cache_runtime::cached(ttl = 600)]
 fn full(n: u64) -> String {
+    fragment(n)
+}
+
+#[cache_runtime::cached(ttl = 600)]
+fn warm(n: u64) -> String {
     fragment(n)
 }
 
@@ -97,6 +105,15 @@ fn page(c: &mut Criterion) {
     group.bench_function("cache_runtime without preload, L1 full", |b| {
         on_full(b, false)
     });
+    for n in 0..FRAGMENTS {
+        warm(n);
+    }
+    for scope in [true, false] {
+        let name = if scope { "with" } else { "without" };
+        group.bench_function(format!("cache_runtime {name} preload, L1 warm"), |b| {
+            b.iter(|| black_box(rendered(scope, 0..FRAGMENTS, warm, warm::key)))
+        });
+    }
     group.bench_function("cached concurrent_cached(redis = true)", |b| {
         b.iter(|| black_box(render(0..FRAGMENTS, |n| cached_redis(n).unwrap())))
     });
@@ -112,6 +129,12 @@ fn page(c: &mut Criterion) {
         "only the first calls ran the body"
     );
     assert_eq!(full::stats().misses, 0, "every value came from Redis");
+    let warm = warm::stats();
+    assert_eq!(
+        (warm.misses, warm.l2_hits, warm.scope_hits),
+        (FRAGMENTS, 0, 0),
+        "warm rows were answered by L1 alone"
+    );
 }
 
 criterion_group! {
