@@ -486,7 +486,7 @@ impl fmt::Display for RemoteName<'_> {
     }
 }
 
-/// `{prefix}:{name}:v{version}:{args}`, or without `{prefix}:` when the prefix is empty.
+/// The [`RemoteName`] of these parts, as a string.
 pub(crate) fn remote_key(prefix: &str, name: &str, version: u32, args: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + name.len() + args.len() + 16);
     let parts = RemoteName {

@@ -3,8 +3,8 @@
 //! ```text
 //! call(args)
 //!   front table of this thread (exact TTL + epoch)   fresh hit -> return
-//!   preload scope of this thread/task                first use -> decode, backfill L1, return
 //!   L1 (moka)                                        fresh hit -> fill front, return
+//!   preload scope of this thread/task                hit -> decode, backfill L1, return
 //!   single flight on the key; the leader then:
 //!     L2 GET -> decode -> backfill L1 with the entry's remaining TTL -> return
 //!     [lock]  SET NX the key's lock, or wait for the owner's value to appear in L2
@@ -114,6 +114,18 @@ struct Call<'a, V: 'static> {
     epoch: u64,
     /// Early refresh already picked this caller in the front table (no second draw).
     picked_for_refresh: bool,
+}
+
+/// What became of stored bytes read from Redis or a preload scope.
+enum Backfill<V> {
+    /// A fresh value, now in L1.
+    Fresh(V),
+    /// Servable while one caller refreshes it (stale, or picked for early refresh); in L1.
+    Servable(V),
+    /// Past even its stale window; dropped.
+    Expired,
+    /// Not a value of this function (counted in `decode_errors`).
+    Undecodable,
 }
 
 /// Where [`CachedFn::prepare`] ended.
@@ -308,15 +320,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         O::from_cached(self.count_hit(value))
     }
 
-    /// The lookups after a front-table miss: the preload scope, L1, the single flight, Redis,
+    /// The lookups after a front-table miss: L1, the preload scope, the single flight, Redis,
     /// the lock. Ends with an answer, or with this caller leading a computation.
+    ///
+    /// L1 comes before the scope: a value another caller put there since the scope's MGET is
+    /// newer than the scope's; the lookup is also the read moka's admission policy counts, so
+    /// a backfill from a scope is admitted into a full L1 as readily as one from a GET.
     async fn prepare<I: Io>(&'static self, io: &I, call: &Call<'_, V>) -> Step<V> {
-        let ask_first = match self.preloaded(call) {
-            Preloaded::Served(Some(value)) => return Step::Answer(value),
-            // Found absent, or undecodable or stale: compute without asking Redis again.
-            Preloaded::Served(None) | Preloaded::Absent => false,
-            Preloaded::Unknown => true,
-        };
         // A value to hand out while another caller refreshes it.
         let mut servable = None;
         if let Some(entry) = self.l1.get(call.args) {
@@ -330,6 +340,17 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 Verdict::Gone => {}
             }
         }
+        let ask_first = match self.preloaded(call) {
+            Preloaded::Served(Backfill::Fresh(value)) => return Step::Answer(value),
+            // Redis held what the scope holds: refresh it without asking again.
+            Preloaded::Served(Backfill::Servable(value)) => {
+                servable = Some(value);
+                false
+            }
+            Preloaded::Served(Backfill::Undecodable) | Preloaded::Absent => false,
+            // The scope outlived the value: Redis may hold a newer one.
+            Preloaded::Served(Backfill::Expired) | Preloaded::Unknown => true,
+        };
         let remote = self.remote_for(call, ask_first);
         loop {
             let leader = match self.flights.join(call.args, call.probe.hash) {
@@ -454,16 +475,16 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         });
     }
 
-    /// What a preload scope holds for this call; a value served from it is backfilled into L1
-    /// and counted.
-    fn preloaded(&'static self, call: &Call<'_, V>) -> Preloaded<Option<V>> {
+    /// What a preload scope holds for this call; a value found there is backfilled into L1,
+    /// and counted when served.
+    fn preloaded(&'static self, call: &Call<'_, V>) -> Preloaded<Backfill<V>> {
         if self.remote.is_none() {
             return Preloaded::Unknown;
         }
         let found = scope::serve(self.id(), call.epoch, call.args, |bytes| {
             self.decode_into_l1(call, bytes)
         });
-        if let Preloaded::Served(Some(_)) = found {
+        if let Preloaded::Served(Backfill::Fresh(_)) = found {
             Counters::add(&self.counters.scope_hits);
         }
         found
@@ -505,7 +526,9 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let bytes = self
             .send::<Option<Vec<u8>>>(io, &remote.installed, &l2::get(&remote.key))
             .await??;
-        let value = self.decode_into_l1(call, &bytes)?;
+        let Backfill::Fresh(value) = self.decode_into_l1(call, &bytes) else {
+            return None;
+        };
         Counters::add(&self.counters.l2_hits);
         Some(value)
     }
@@ -550,19 +573,21 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         }
     }
 
-    /// Decodes stored bytes and backfills L1 with the entry's remaining lifetime. A value
-    /// still servable but stale is backfilled too, yet not returned: the caller refreshes it.
+    /// Decodes stored bytes and backfills L1 with the entry's remaining lifetime (a value
+    /// past its deadline but still servable is backfilled too).
     ///
     /// This thread's front table is left to the next L1 hit: a value read from Redis or a
     /// scope is often used once, and copying it there too would cost every backfill.
-    fn decode_into_l1(&'static self, call: &Call<'_, V>, bytes: &[u8]) -> Option<V> {
-        let remote = self.remote.as_ref()?;
+    fn decode_into_l1(&'static self, call: &Call<'_, V>, bytes: &[u8]) -> Backfill<V> {
+        let Some(remote) = self.remote.as_ref() else {
+            return Backfill::Undecodable;
+        };
         let (value, header) = match (remote.decode)(bytes) {
             Ok(decoded) => decoded,
             Err(error) => {
                 tracing::debug!(name = %self.settings.name, %error, "treating an undecodable value as a miss");
                 Counters::add(&self.counters.decode_errors);
-                return None;
+                return Backfill::Undecodable;
             }
         };
         let fresh_for = header
@@ -571,10 +596,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let times = self.settings.lifetime.times(fresh_for, header.compute_time);
         let entry = Entry::new(value, &times);
         if clock::expired(entry.keep_until) {
-            return None;
+            return Backfill::Expired;
         }
         self.l1.insert(call.args, entry.clone());
-        (entry.verdict() == Verdict::Fresh).then_some(entry.value)
+        match entry.verdict() {
+            Verdict::Fresh => Backfill::Fresh(entry.value),
+            _ => Backfill::Servable(entry.value),
+        }
     }
 
     /// After the body ran: counts it, stores a cacheable result in L1 and returns the L2 write

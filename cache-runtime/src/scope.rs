@@ -8,12 +8,13 @@
 //!   `tracing`'s `Instrumented` enters its span), so it follows the task across worker
 //!   threads and never leaks into another task polled on the same thread.
 //!
-//! A call asks the scope before L1. The first call for a value the scope holds decodes it
-//! and backfills L1; later calls read L1, like any call (the bytes are not decoded twice, and
-//! a newer L1 value is never replaced by the scope's older one). A key MGET found absent is
-//! remembered as absent: the call inside the scope runs its body and writes the value without
-//! asking Redis again. `invalidate` or `clear_local` of a function inside a scope voids that
-//! function's answers in it: its calls then go to L1 and Redis as without the scope.
+//! A call asks L1, then the scope: the first call for a value the scope holds decodes it and
+//! backfills L1, later calls find it in L1 (or, if L1 could not keep it, in the scope again;
+//! never in Redis). A value another caller put in L1 since the MGET wins over the scope's.
+//! A key MGET found absent is remembered as absent: the call inside the scope runs its body
+//! and writes the value without asking Redis again. `invalidate` or `clear_local` of a
+//! function inside a scope voids that function's answers in it: its calls then go to L1 and
+//! Redis as without the scope.
 //!
 //! Keys of `local` functions, duplicates and keys L1 already holds are left out of the MGET.
 //! If Redis fails, the scope is empty and the calls inside behave as without it (the failure
@@ -23,7 +24,6 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -45,9 +45,6 @@ struct Slot {
     hash: u64,
     /// The stored bytes; `None` when Redis had nothing under the key.
     bytes: Option<Vec<u8>>,
-    /// Set by the call that used the bytes. That call backfilled L1, so later calls read L1
-    /// (which may hold a newer value by then) instead of decoding the same bytes again.
-    served: AtomicBool,
 }
 
 /// What one scope holds: a slot per fetched key, indexed by owner and arguments.
@@ -138,14 +135,13 @@ pub(crate) enum Preloaded<T> {
     Served(T),
     /// A scope's MGET found nothing under the key: compute without asking Redis again.
     Absent,
-    /// No scope can answer: none asked for the key, the function was invalidated since, or
-    /// the value was served already (and is in L1).
+    /// No scope can answer: none asked for the key, or the function was invalidated since.
     Unknown,
 }
 
-/// Looks `args` of function `owner` up in the scopes of this thread, innermost first; on the
-/// first use of a value found, lends its bytes to `serve`. `epoch` is the function's epoch as
-/// the call read it before any lookup.
+/// Looks `args` of function `owner` up in the scopes of this thread, innermost first, and
+/// lends the bytes found to `serve`. `epoch` is the function's epoch as the call read it
+/// before any lookup.
 pub(crate) fn serve<T>(
     owner: usize,
     epoch: u64,
@@ -161,7 +157,6 @@ pub(crate) fn serve<T>(
     }
     match &slot.bytes {
         None => Preloaded::Absent,
-        Some(_) if slot.served.swap(true, Ordering::AcqRel) => Preloaded::Unknown,
         Some(bytes) => Preloaded::Served(serve(bytes)),
     }
 }
@@ -208,7 +203,6 @@ fn plan(
             epoch,
             hash,
             bytes: None,
-            served: AtomicBool::new(false),
         });
     }
     (!scope.slots.is_empty()).then(|| (store, scope, mget.request()))

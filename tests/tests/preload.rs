@@ -6,6 +6,7 @@
 //! through a writer function that shares the reader's cache `name` (and so its Redis
 //! entries) but not its L1: the reader starts cold, and its body never runs if Redis answers.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::MutexGuard;
 use std::thread;
@@ -258,7 +259,7 @@ fn write_expiring(n: u64) -> String {
 }
 
 #[test]
-fn a_preloaded_value_is_served_once_then_calls_go_through_l1_and_redis() {
+fn a_value_that_expires_inside_its_scope_is_read_from_redis_again() {
     let (_guard, server) = with_redis("expiring");
     let written = Instant::now();
     write_expiring(1);
@@ -293,6 +294,129 @@ fn a_preloaded_value_is_served_once_then_calls_go_through_l1_and_redis() {
         (1, 2),
         "the writer's GET (a miss) and the last call's"
     );
+}
+
+/// Entries the L1 of `by_scope` and `by_get` keeps.
+const SMALL: u64 = 100;
+
+/// Two functions with a 100-entry L1, over the same values in Redis: the test reads them in a
+/// preload scope with `by_scope` and with a GET each with `by_get`.
+#[cached(ttl = 600, name = "preload::small", capacity = 100)]
+fn by_scope(n: u64) -> String {
+    format!("computed {n}")
+}
+
+#[cached(ttl = 600, name = "preload::small", capacity = 100)]
+fn by_get(n: u64) -> String {
+    format!("computed {n}")
+}
+
+#[cached(ttl = 600, name = "preload::small")]
+fn write_small(n: u64) -> String {
+    format!("stored {n}")
+}
+
+/// How many of `ns` a fresh thread finds in L1 (its front table is empty).
+fn l1_holds(call: fn(u64) -> String, stats: fn() -> cache_runtime::Stats, ns: Range<u64>) -> u64 {
+    let before = stats().l1_hits;
+    thread::spawn(move || ns.for_each(|n| drop(call(n))))
+        .join()
+        .unwrap();
+    stats().l1_hits - before
+}
+
+static TINY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = 600, name = "preload::tiny", capacity = 10)]
+fn tiny(n: u64) -> String {
+    TINY_RUNS.fetch_add(1, SeqCst);
+    format!("computed {n}")
+}
+
+#[cached(ttl = 600, name = "preload::tiny")]
+fn write_tiny(n: u64) -> String {
+    format!("stored {n}")
+}
+
+#[test]
+fn a_key_l1_cannot_keep_is_served_from_the_scope_again_not_from_redis() {
+    let (_guard, server) = redis_holding("tiny", 0..300, write_tiny);
+
+    let (first, again) = preload((0..300).map(tiny::key), || {
+        let pass = || (0..300).map(tiny).collect::<Vec<_>>();
+        (pass(), pass())
+    });
+
+    assert!(first == again && again[299] == "stored 299");
+    assert_eq!(TINY_RUNS.load(SeqCst), 0);
+    assert_eq!(
+        mget_and_get(&server),
+        (2, 0),
+        "300 keys in 2 MGET batches, no GET: {:?}",
+        tiny::stats()
+    );
+}
+
+#[test]
+fn values_from_a_scope_enter_a_full_l1_as_readily_as_values_read_with_get() {
+    let (_guard, _server) = redis_holding("admission", 0..1000, write_small);
+    let (fresh, old) = (500..550, 0..SMALL);
+    for (call, stats) in [
+        (by_scope as fn(u64) -> String, by_scope::stats as fn() -> _),
+        (by_get, by_get::stats),
+    ] {
+        // A full L1 of entries read once.
+        l1_holds(call, stats, old.clone());
+    }
+
+    preload(fresh.clone().map(by_scope::key), || {
+        fresh.clone().for_each(|n| drop(by_scope(n)))
+    });
+    fresh.clone().for_each(|n| drop(by_get(n)));
+    // moka admits or rejects new entries when it applies its write log: 100 more writes after
+    // the 50 insertions make it do so (while L1 is still full) without waiting.
+    for n in old {
+        by_scope::invalidate(n);
+        by_get::invalidate(n);
+    }
+
+    let kept_from_scope = l1_holds(by_scope, by_scope::stats, fresh.clone());
+    let kept_from_get = l1_holds(by_get, by_get::stats, fresh);
+    assert!(kept_from_get > 0, "the full L1 admits new entries at all");
+    assert!(
+        kept_from_scope >= kept_from_get,
+        "from the scope {kept_from_scope} of 50, read with GET {kept_from_get}"
+    );
+}
+
+static NEWER_WRITES: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = 60, name = "preload::newer")]
+fn newer(n: u64) -> String {
+    format!("computed {n}")
+}
+
+/// Numbers what it stores: `stored 1 #2` is the second value written.
+#[cached(ttl = 60, name = "preload::newer")]
+fn write_newer(n: u64) -> String {
+    format!("stored {n} #{}", NEWER_WRITES.fetch_add(1, SeqCst) + 1)
+}
+
+#[test]
+fn a_value_put_in_l1_after_the_mget_wins_over_the_scopes() {
+    let (_guard, _server) = redis_holding("newer", [1], write_newer);
+
+    let inside = preload([newer::key(1)], || {
+        write_newer::invalidate(1);
+        write_newer(1);
+        // Another thread (outside the scope) reads the newer value into L1.
+        let elsewhere = thread::spawn(|| newer(1)).join().unwrap();
+        assert_eq!(elsewhere, "stored 1 #2");
+        newer(1)
+    });
+
+    assert_eq!(inside, "stored 1 #2");
+    assert_eq!(thread::spawn(|| newer(1)).join().unwrap(), "stored 1 #2");
 }
 
 fragment!(twice, write_twice, TWICE_RUNS, "preload::twice");
