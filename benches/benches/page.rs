@@ -3,7 +3,8 @@
 //! the floor: one raw MGET of 50 keys plus bincode decoding.
 //!
 //! Two kinds of cold L1, each measured with and without the scope:
-//! - "L1 emptied": the same 50 keys, `clear_local()` before each render (not timed);
+//! - "L1 emptied": the same 50 keys, `clear_local()` before each render (not timed). Its
+//!   second floor adds what no L1 on moka escapes: 50 inserts into an emptied moka cache;
 //! - "L1 full": 50 arguments never used before, written to Redis in the untimed set-up (see
 //!   `Seeder`), into an L1 kept at its capacity (10 000) by the previous renders, as in a busy
 //!   server. Each insert then also pays for moka's eviction, so this case has its own floor:
@@ -18,7 +19,7 @@ use std::hint::black_box;
 use std::ops::Range;
 use std::time::Duration;
 
-use benches::{cached_redis, fragment, full_moka, redis_for_both, RawStore, Seeder};
+use benches::{cached_redis, fragment, full_moka, raw_moka, redis_for_both, RawStore, Seeder};
 use cache_runtime::{preload, Key};
 use criterion::{criterion_group, criterion_main, BatchSize, Bencher, Criterion};
 
@@ -80,6 +81,24 @@ fn page(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     };
+    let emptied_moka = raw_moka();
+    group.bench_function(
+        "raw MGET + bincode decode + moka insert, moka emptied",
+        |b| {
+            b.iter_batched(
+                || {
+                    emptied_moka.invalidate_all();
+                    emptied_moka.run_pending_tasks();
+                },
+                |()| {
+                    for (n, value) in raw.mget(&raw_keys).into_iter().enumerate() {
+                        emptied_moka.insert(n.to_string(), value);
+                    }
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
     group.bench_function("cache_runtime with preload, L1 emptied", |b| {
         on_emptied(b, true)
     });

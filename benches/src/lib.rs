@@ -189,12 +189,17 @@ impl Seeder {
     }
 }
 
-/// A raw moka cache like a full L1: [`L1_CAPACITY`] fragments with a TTL.
-pub fn full_moka() -> moka::sync::Cache<String, String> {
-    let moka = moka::sync::Cache::builder()
+/// A raw moka cache sized like an L1 ([`L1_CAPACITY`] entries, with a TTL), empty.
+pub fn raw_moka() -> moka::sync::Cache<String, String> {
+    moka::sync::Cache::builder()
         .max_capacity(L1_CAPACITY)
         .time_to_live(TTL)
-        .build();
+        .build()
+}
+
+/// A raw moka cache like a full L1: [`L1_CAPACITY`] fragments with a TTL.
+pub fn full_moka() -> moka::sync::Cache<String, String> {
+    let moka = raw_moka();
     for n in 0..L1_CAPACITY {
         moka.insert(n.to_string(), fragment(n));
     }
