@@ -13,17 +13,27 @@
 //! A third pair renders the same page with L1 warm (every fragment held): what a scope costs
 //! when it has nothing to fetch.
 //!
+//! After criterion's group, the L1-emptied rows and their floors run again in turns, one of
+//! each per round (see `benches::InTurns`), and their medians are printed: on a machine whose
+//! speed drifts, rows measured one after another can drift apart by more than they differ.
+//!
 //! cargo bench -p benches --bench page
 
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::ops::Range;
 use std::time::Duration;
 
-use benches::{cached_redis, fragment, full_moka, raw_moka, redis_for_both, RawStore, Seeder};
+use benches::{
+    cached_redis, fragment, full_moka, raw_moka, redis_for_both, timed, InTurns, RawStore, Seeder,
+};
 use cache_runtime::{preload, Key};
 use criterion::{criterion_group, criterion_main, BatchSize, Bencher, Criterion};
 
 const FRAGMENTS: u64 = 50;
+
+/// Rounds of the cold rows in turns, after criterion's group (about 3 s).
+const ROUNDS: usize = 300;
 
 #[cache_runtime::cached(ttl = 600)]
 fn emptied(n: u64) -> String {
@@ -137,6 +147,38 @@ fn page(c: &mut Criterion) {
         b.iter(|| black_box(render(0..FRAGMENTS, |n| cached_redis(n).unwrap())))
     });
     group.finish();
+
+    // The cold rows that decide the targets again, in turns (see `InTurns`).
+    let raw = RefCell::new(raw);
+    let medians = InTurns::default()
+        .add("raw MGET + bincode decode", || {
+            timed(|| raw.borrow_mut().mget(&raw_keys))
+        })
+        .add(
+            "raw MGET + bincode decode + moka insert, moka emptied",
+            || {
+                emptied_moka.invalidate_all();
+                emptied_moka.run_pending_tasks();
+                timed(|| {
+                    for (n, value) in raw.borrow_mut().mget(&raw_keys).into_iter().enumerate() {
+                        emptied_moka.insert(n.to_string(), value);
+                    }
+                })
+            },
+        )
+        .add("cache_runtime with preload, L1 emptied", || {
+            emptied::clear_local();
+            timed(|| rendered(true, 0..FRAGMENTS, emptied, emptied::key))
+        })
+        .add("cache_runtime without preload, L1 emptied", || {
+            emptied::clear_local();
+            timed(|| rendered(false, 0..FRAGMENTS, emptied, emptied::key))
+        })
+        .report("page_of_50", ROUNDS);
+    println!(
+        "  without preload ÷ with preload: {:.1}×",
+        medians[3].as_secs_f64() / medians[2].as_secs_f64()
+    );
 
     for stats in [emptied::stats(), full::stats()] {
         assert_eq!(stats.l1_hits, 0, "L1 was cold on every call");

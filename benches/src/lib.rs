@@ -207,6 +207,60 @@ pub fn full_moka() -> moka::sync::Cache<String, String> {
     moka
 }
 
+/// Contenders measured in turns: each round runs every contender once, in an order rotated
+/// from round to round, so that a machine whose speed drifts during a run (a shared VM, a
+/// loopback whose latency wanders) affects them all alike. Rows that criterion measures one
+/// after another can drift apart by more than the differences between them.
+#[derive(Default)]
+pub struct InTurns<'a> {
+    contenders: Vec<(String, Box<dyn FnMut() -> Duration + 'a>)>,
+}
+
+impl<'a> InTurns<'a> {
+    /// Adds a contender: `run` does its own untimed set-up and returns the time of the part
+    /// it measures (see [`timed`]).
+    pub fn add(mut self, name: &str, run: impl FnMut() -> Duration + 'a) -> Self {
+        self.contenders.push((name.to_owned(), Box::new(run)));
+        self
+    }
+
+    /// Runs `rounds` rounds and prints each contender's median time, with its ratio to the
+    /// first contender's. Returns the medians, in the order the contenders were added.
+    pub fn report(mut self, title: &str, rounds: usize) -> Vec<Duration> {
+        let count = self.contenders.len();
+        let mut times = vec![Vec::with_capacity(rounds); count];
+        for round in 0..rounds {
+            for turn in 0..count {
+                let at = (round + turn) % count;
+                times[at].push((self.contenders[at].1)());
+            }
+        }
+        let medians: Vec<Duration> = times
+            .iter_mut()
+            .map(|samples| {
+                samples.sort_unstable();
+                samples[samples.len() / 2]
+            })
+            .collect();
+        println!("\n{title}: medians of {rounds} rounds, contenders in turns (order rotated)");
+        for ((name, _), median) in self.contenders.iter().zip(&medians) {
+            let ratio = median.as_secs_f64() / medians[0].as_secs_f64();
+            println!(
+                "  {name:<60} {:>10.1} µs  {ratio:>6.2}×",
+                median.as_secs_f64() * 1e6
+            );
+        }
+        medians
+    }
+}
+
+/// How long `f` took (its result is kept from the optimizer).
+pub fn timed<R>(f: impl FnOnce() -> R) -> Duration {
+    let started = Instant::now();
+    std::hint::black_box(f());
+    started.elapsed()
+}
+
 fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
