@@ -5,17 +5,25 @@
 //! Two kinds of cold L1 (as in `page`): "L1 emptied" reads one key after `clear_local()`
 //! (not timed); "L1 full" reads an argument never used before, written to Redis in the
 //! untimed set-up, into an L1 kept at its capacity, as in a busy server. The second has its
-//! own floor: the raw GET + decode plus an insert into a full moka cache.
+//! own floor: the raw GET + decode plus an insert into a full moka cache. After criterion's
+//! group the L1-emptied pair runs again in turns (see `benches::InTurns`).
 //!
 //! cargo bench -p benches --bench remote
 
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use benches::{cached_redis, fragment, full_moka, redis_for_both, RawStore, Seeder, L1_CAPACITY};
+use benches::{
+    cached_redis, fragment, full_moka, redis_for_both, timed, InTurns, RawStore, Seeder,
+    L1_CAPACITY,
+};
 use cache_runtime::Config;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+
+/// Rounds of the L1-emptied pair in turns, after criterion's group.
+const ROUNDS: usize = 2_000;
 
 #[cache_runtime::cached(ttl = 600)]
 fn emptied(n: u64) -> String {
@@ -66,6 +74,19 @@ fn l2_hit(c: &mut Criterion) {
         b.iter(|| black_box(cached_redis(1).unwrap()))
     });
     group.finish();
+
+    // The pair that decides the target again, in turns (see `InTurns`).
+    let raw = RefCell::new(raw);
+    InTurns::default()
+        .add("raw redis-rs GET + bincode decode", || {
+            timed(|| raw.borrow_mut().get(&raw_key))
+        })
+        .add("cache_runtime, L1 emptied", || {
+            emptied::clear_local();
+            timed(|| emptied(1))
+        })
+        .report("l2_hit", ROUNDS);
+
     for stats in [emptied::stats(), full::stats()] {
         assert_eq!(stats.l1_hits, 0, "L1 was cold on every call");
         assert_eq!(stats.decode_errors, 0);
