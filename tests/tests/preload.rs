@@ -33,6 +33,25 @@ macro_rules! fragment {
     };
 }
 
+/// Like [`fragment!`], but `$reader`'s body says "computed" where `$writer` stores "stored":
+/// a value tells where it came from. `$arg = $value` pairs go to `$reader`'s attribute.
+macro_rules! told_apart {
+    ($reader:ident, $writer:ident, $runs:ident, $name:literal $(, $arg:ident = $value:literal)*) => {
+        static $runs: AtomicUsize = AtomicUsize::new(0);
+
+        #[cached(ttl = 600, name = $name $(, $arg = $value)*)]
+        fn $reader(n: u64) -> String {
+            $runs.fetch_add(1, SeqCst);
+            format!("computed {n}")
+        }
+
+        #[cached(ttl = 600, name = $name)]
+        fn $writer(n: u64) -> String {
+            format!("stored {n}")
+        }
+    };
+}
+
 /// Keys Redis looked up (found or not) since the last reset, from `INFO stats`: an MGET of
 /// k keys adds k. Shows which keys a scope asked for, not only how many MGETs it sent.
 fn keys_looked_up(server: &RedisServer) -> u64 {
@@ -206,20 +225,7 @@ fn a_key_the_mget_found_absent_runs_its_body_once_with_no_get_and_one_set() {
     assert_eq!(absent::stats().misses, 1);
 }
 
-static REVOKED_RUNS: AtomicUsize = AtomicUsize::new(0);
-
-/// Its body says "computed"; its writer, sharing the cache name, stores "stored": a value
-/// tells where it came from.
-#[cached(ttl = 60, name = "preload::revoked")]
-fn revoked(n: u64) -> String {
-    REVOKED_RUNS.fetch_add(1, SeqCst);
-    format!("computed {n}")
-}
-
-#[cached(ttl = 60, name = "preload::revoked")]
-fn write_revoked(n: u64) -> String {
-    format!("stored {n}")
-}
+told_apart!(revoked, write_revoked, REVOKED_RUNS, "preload::revoked");
 
 #[test]
 fn invalidating_inside_a_scope_voids_the_functions_preloaded_values() {
@@ -325,18 +331,7 @@ fn l1_holds(call: fn(u64) -> String, stats: fn() -> cache_runtime::Stats, ns: Ra
     stats().l1_hits - before
 }
 
-static TINY_RUNS: AtomicUsize = AtomicUsize::new(0);
-
-#[cached(ttl = 600, name = "preload::tiny", capacity = 10)]
-fn tiny(n: u64) -> String {
-    TINY_RUNS.fetch_add(1, SeqCst);
-    format!("computed {n}")
-}
-
-#[cached(ttl = 600, name = "preload::tiny")]
-fn write_tiny(n: u64) -> String {
-    format!("stored {n}")
-}
+told_apart!(tiny, write_tiny, TINY_RUNS, "preload::tiny", capacity = 10);
 
 #[test]
 fn a_key_l1_cannot_keep_is_served_from_the_scope_again_not_from_redis() {
