@@ -31,6 +31,7 @@ use benches::{
 };
 use cache_runtime::{preload, Key};
 use criterion::{criterion_group, criterion_main, BatchSize, Bencher, Criterion};
+use moka::sync::Cache;
 
 const FRAGMENTS: u64 = 50;
 
@@ -69,6 +70,30 @@ fn rendered(scope: bool, args: Range<u64>, f: fn(u64) -> String, key: fn(u64) ->
     }
 }
 
+/// The floors' work past the raw MGET: each value inserted into `moka` under `key(position)`.
+fn mget_into(
+    raw: &mut RawStore,
+    keys: &[String],
+    moka: &Cache<String, String>,
+    mut key: impl FnMut(usize) -> String,
+) {
+    for (n, value) in raw.mget(keys).into_iter().enumerate() {
+        moka.insert(key(n), value);
+    }
+}
+
+/// A key never used before in the full moka floor.
+fn next_key(next: &mut u64) -> String {
+    *next += 1;
+    next.to_string()
+}
+
+/// Empties a moka floor now (its `invalidate_all` alone is lazy), outside the timing.
+fn empty(moka: &Cache<String, String>) {
+    moka.invalidate_all();
+    moka.run_pending_tasks();
+}
+
 fn page(c: &mut Criterion) {
     let redis = redis_for_both();
     let mut raw = RawStore::with_fragments(&redis, 0..FRAGMENTS);
@@ -98,15 +123,8 @@ fn page(c: &mut Criterion) {
         "raw MGET + bincode decode + moka insert, moka emptied",
         |b| {
             b.iter_batched(
-                || {
-                    emptied_moka.invalidate_all();
-                    emptied_moka.run_pending_tasks();
-                },
-                |()| {
-                    for (n, value) in raw.mget(&raw_keys).into_iter().enumerate() {
-                        emptied_moka.insert(n.to_string(), value);
-                    }
-                },
+                || empty(&emptied_moka),
+                |()| mget_into(&mut raw, &raw_keys, &emptied_moka, |n| n.to_string()),
                 BatchSize::PerIteration,
             )
         },
@@ -118,12 +136,7 @@ fn page(c: &mut Criterion) {
         on_emptied(b, false)
     });
     group.bench_function("raw MGET + bincode decode + moka insert, L1 full", |b| {
-        b.iter(|| {
-            for value in raw.mget(&raw_keys) {
-                moka.insert(next_moka_key.to_string(), value);
-                next_moka_key += 1;
-            }
-        })
+        b.iter(|| mget_into(&mut raw, &raw_keys, &moka, |_| next_key(&mut next_moka_key)))
     });
     let mut on_full = |b: &mut Bencher, scope: bool| {
         b.iter_batched(
@@ -159,13 +172,9 @@ fn page(c: &mut Criterion) {
         .add(
             "raw MGET + bincode decode + moka insert, moka emptied",
             || {
-                emptied_moka.invalidate_all();
-                emptied_moka.run_pending_tasks();
-                timed(|| {
-                    for (n, value) in raw.borrow_mut().mget(&raw_keys).into_iter().enumerate() {
-                        emptied_moka.insert(n.to_string(), value);
-                    }
-                })
+                empty(&emptied_moka);
+                let mut raw = raw.borrow_mut();
+                timed(|| mget_into(&mut raw, &raw_keys, &emptied_moka, |n| n.to_string()))
             },
         )
         .add("cache_runtime with preload, L1 emptied", || {
@@ -186,12 +195,8 @@ fn page(c: &mut Criterion) {
     // above cold.
     let medians = InTurns::default()
         .add("raw MGET + bincode decode + moka insert, L1 full", || {
-            timed(|| {
-                for value in raw.borrow_mut().mget(&raw_keys) {
-                    moka.insert(next_moka_key.to_string(), value);
-                    next_moka_key += 1;
-                }
-            })
+            let mut raw = raw.borrow_mut();
+            timed(|| mget_into(&mut raw, &raw_keys, &moka, |_| next_key(&mut next_moka_key)))
         })
         .add("cache_runtime with preload, L1 full", || {
             let args = seeder.fresh(FRAGMENTS, full::key, fragment);
