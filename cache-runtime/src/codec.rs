@@ -2,17 +2,27 @@
 //!
 //! ```text
 //! offset  size  field
-//! 0       1     format version (currently 1)
+//! 0       1     format version (currently 2)
 //! 1       1     codec id (1 = bincode 2, 2 = postcard)
-//! 2       8     fingerprint of the value's Rust type (FNV-1a of its type name), little endian
+//! 2       8     fingerprint of the value's Rust type (name, size, alignment), little endian
 //! 10      8     expiry, milliseconds since the Unix epoch (0 = never), little endian
 //! 18      4     how long the body took, microseconds, little endian
-//! 22      ..    payload
+//! 22      8     checksum of bytes 0..22 and of the payload, little endian
+//! 30      ..    payload
 //! ```
 //!
-//! Anything that does not match — another format, another codec, another type (a changed
-//! return type), a truncated or padded payload — is a [`DecodeError`], which the read path
-//! treats as a miss and then overwrites. Decoding never panics on any input.
+//! Anything that does not match — another format (version 1 entries included), another codec,
+//! another type (a changed return type), a flipped bit, a truncated or padded payload — is a
+//! [`DecodeError`], which the read path treats as a miss and then overwrites.
+//!
+//! Stored bytes are input from outside. Decoding never panics, never recurses deeper than
+//! 128 levels, never reserves memory for more elements than the bytes it was given could
+//! hold, and walks at most about a million elements that take no bytes; see `wire`. A value
+//! nested deeper than the decoder reads is not written at all (see `depth`).
+//!
+//! The fingerprint covers what Rust tells at compile time: the type's name, size and
+//! alignment. It cannot see a field renamed, or two fields of the same type swapped: after
+//! such a change to a value type, bump the function's `version`.
 
 use std::fmt;
 use std::time::Duration;
@@ -20,8 +30,14 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-const FORMAT_VERSION: u8 = 1;
-const HEADER_LEN: usize = 22;
+mod checksum;
+mod depth;
+mod wire;
+
+const FORMAT_VERSION: u8 = 2;
+const HEADER_LEN: usize = 30;
+/// Where the checksum sits in the header; it covers everything else.
+const CHECKSUM_AT: usize = 22;
 
 /// A serde format that values are written with.
 pub trait Codec {
@@ -33,33 +49,25 @@ pub trait Codec {
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String>;
 }
 
-/// bincode 2.x through its serde API, standard configuration.
+/// bincode 2.x's standard configuration: written by bincode's serializer, read by a decoder
+/// of the same format that bounds depth, memory and work (bytes in a shared store come from
+/// outside the process).
 pub struct Bincode;
-
-/// Largest value bincode may claim while decoding: Redis' own limit on a string value.
-const BINCODE_LIMIT: usize = 512 * 1024 * 1024;
 
 impl Codec for Bincode {
     const ID: u8 = 1;
 
     fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-        let config = bincode::config::standard().with_limit::<BINCODE_LIMIT>();
-        let bytes = bincode::serde::encode_to_vec(value, config).map_err(|e| e.to_string())?;
-        out.extend_from_slice(&bytes);
-        Ok(())
+        depth::check(value).map_err(|e| e.to_string())?;
+        bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-        let config = bincode::config::standard().with_limit::<BINCODE_LIMIT>();
-        let (value, read) =
-            bincode::serde::decode_from_slice(bytes, config).map_err(|e| e.to_string())?;
-        if read != bytes.len() {
-            return Err(format!("{} trailing bytes", bytes.len() - read));
-        }
-        Ok(value)
+        wire::from_slice(bytes).map_err(|e| e.to_string())
     }
 }
-
 /// postcard 1.x (enable the `postcard` feature to write values with it).
 #[cfg(feature = "postcard")]
 pub struct Postcard;
@@ -111,10 +119,13 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// A stable fingerprint of `T`'s type (FNV-1a over its type name).
-pub fn fingerprint<T: ?Sized>() -> u64 {
+/// A stable fingerprint of `T`: FNV-1a over its type name, size and alignment.
+pub fn fingerprint<T>() -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in std::any::type_name::<T>().bytes() {
+    let name = std::any::type_name::<T>().bytes();
+    let size = (std::mem::size_of::<T>() as u64).to_le_bytes();
+    let align = (std::mem::align_of::<T>() as u64).to_le_bytes();
+    for b in name.chain(size).chain(align) {
         h ^= b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -122,6 +133,10 @@ pub fn fingerprint<T: ?Sized>() -> u64 {
 }
 
 /// Encodes `value` with its envelope.
+///
+/// # Errors
+///
+/// When the codec refuses the value, or it nests deeper than the decoder reads.
 pub fn encode<T: Serialize, C: Codec>(value: &T, header: Header) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(64);
     out.push(FORMAT_VERSION);
@@ -130,11 +145,28 @@ pub fn encode<T: Serialize, C: Codec>(value: &T, header: Header) -> Result<Vec<u
     out.extend_from_slice(&header.expires_at_ms.unwrap_or(0).to_le_bytes());
     let micros = header.compute_time.as_micros().min(u32::MAX as u128) as u32;
     out.extend_from_slice(&micros.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
     C::encode(value, &mut out)?;
+    reseal(&mut out);
     Ok(out)
 }
 
+/// Recomputes the checksum of an envelope whose bytes were changed on purpose, as tests that
+/// craft stored values (or someone able to write to the store) do. Shorter input is left as
+/// it is.
+#[doc(hidden)]
+pub fn reseal(bytes: &mut [u8]) {
+    if bytes.len() >= HEADER_LEN {
+        let sum = checksum::of(&[&bytes[..CHECKSUM_AT], &bytes[HEADER_LEN..]]);
+        bytes[CHECKSUM_AT..HEADER_LEN].copy_from_slice(&sum.to_le_bytes());
+    }
+}
+
 /// Decodes bytes written by [`encode`] for the same type and codec.
+///
+/// # Errors
+///
+/// A [`DecodeError`] for anything else; see the module docs.
 pub fn decode<T: DeserializeOwned, C: Codec>(bytes: &[u8]) -> Result<(T, Header), DecodeError> {
     let header = read_header::<T, C>(bytes)?;
     let value = C::decode(&bytes[HEADER_LEN..]).map_err(DecodeError)?;
@@ -165,6 +197,11 @@ fn read_header<T, C: Codec>(bytes: &[u8]) -> Result<Header, DecodeError> {
     };
     if word(2) != fingerprint::<T>() {
         return Err(DecodeError("written for another type".into()));
+    }
+    if word(CHECKSUM_AT) != checksum::of(&[&bytes[..CHECKSUM_AT], &bytes[HEADER_LEN..]]) {
+        return Err(DecodeError(
+            "checksum mismatch: the bytes were damaged".into(),
+        ));
     }
     let expires = word(10);
     let mut micros = [0u8; 4];
@@ -209,6 +246,111 @@ mod tests {
         let mut padded = bytes.clone();
         padded.push(0);
         assert!(decode::<String, DefaultCodec>(&padded).is_err());
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Tree {
+        children: Vec<Tree>,
+    }
+
+    fn chain(depth: usize) -> Tree {
+        let mut tree = Tree { children: vec![] };
+        for _ in 1..depth {
+            tree = Tree {
+                children: vec![tree],
+            };
+        }
+        tree
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_a_decode_error() {
+        let values: Vec<(String, Vec<u64>)> = (0..8)
+            .map(|i| ("a note's markup ü".repeat(i), (0..i as u64 * 5).collect()))
+            .collect();
+        let mut flips = 0;
+        for value in &values {
+            let bytes = encode::<_, DefaultCodec>(value, header()).unwrap();
+            for bit in 0..bytes.len() * 8 {
+                let mut flipped = bytes.clone();
+                flipped[bit / 8] ^= 1 << (bit % 8);
+                let decoded = decode::<(String, Vec<u64>), DefaultCodec>(&flipped);
+                assert!(decoded.is_err(), "bit {bit} of {value:?}: {decoded:?}");
+                flips += 1;
+            }
+        }
+        assert!(flips > 3000, "{flips} flips");
+    }
+
+    #[test]
+    fn entries_of_the_first_format_are_misses() {
+        let mut bytes = encode::<_, DefaultCodec>(&7u64, header()).unwrap();
+        bytes[0] = 1;
+        let error = decode::<u64, DefaultCodec>(&bytes).unwrap_err();
+        assert!(error.to_string().contains("format version 1"), "{error}");
+    }
+
+    #[test]
+    fn the_fingerprint_covers_size_and_alignment() {
+        // The same name cannot have two layouts in one build; types whose names agree up to
+        // their generic argument show that layout moves the fingerprint at all.
+        assert_ne!(fingerprint::<[u8; 2]>(), fingerprint::<[u8; 3]>());
+        assert_ne!(fingerprint::<u32>(), fingerprint::<u64>());
+        assert_eq!(fingerprint::<u32>(), fingerprint::<u32>());
+    }
+
+    #[test]
+    fn a_value_too_deep_to_read_back_is_refused_at_write() {
+        let deepest = chain(wire::MAX_DEPTH / 2);
+        let bytes = encode::<_, DefaultCodec>(&deepest, header()).unwrap();
+        let back = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || decode::<Tree, DefaultCodec>(&bytes).unwrap().0)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(back, deepest);
+        let error = encode::<_, DefaultCodec>(&chain(wire::MAX_DEPTH / 2 + 1), header());
+        assert!(error.unwrap_err().contains("deeper than"));
+    }
+
+    proptest! {
+        #[test]
+        fn random_prefixes_of_valid_values_are_errors(
+            v in proptest::collection::vec(".{0,30}", 0..20),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let bytes = encode::<_, DefaultCodec>(&v, header()).unwrap();
+            let cut = cut.index(bytes.len());
+            prop_assert!(decode::<Vec<String>, DefaultCodec>(&bytes[..cut]).is_err());
+        }
+
+        #[test]
+        fn large_payloads_round_trip(v in proptest::collection::vec(any::<u8>(), 0..200_000)) {
+            let bytes = encode::<_, DefaultCodec>(&v, header()).unwrap();
+            prop_assert_eq!(decode::<Vec<u8>, DefaultCodec>(&bytes).unwrap().0, v);
+        }
+
+        #[test]
+        fn nested_values_round_trip(v in proptest::collection::vec(
+            proptest::collection::vec(proptest::option::of(".{0,5}"), 0..5), 0..10)
+        ) {
+            let bytes = encode::<_, DefaultCodec>(&v, header()).unwrap();
+            let (back, _) = decode::<Vec<Vec<Option<String>>>, DefaultCodec>(&bytes).unwrap();
+            prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn large_arbitrary_payloads_under_a_valid_header_never_panic(
+            payload in proptest::collection::vec(any::<u8>(), 0..65536)
+        ) {
+            let mut bytes = encode::<_, DefaultCodec>(&Vec::<String>::new(), header()).unwrap();
+            bytes.truncate(HEADER_LEN);
+            bytes.extend_from_slice(&payload);
+            reseal(&mut bytes);
+            let _ = decode::<Vec<String>, DefaultCodec>(&bytes);
+            let _ = decode::<Vec<Tree>, DefaultCodec>(&bytes);
+        }
     }
 
     proptest! {

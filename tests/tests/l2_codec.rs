@@ -179,3 +179,111 @@ fn a_value_under_another_version_is_a_plain_miss_under_another_key() {
     );
     assert_clean_l2_hits(version_two_checker::stats(), 1);
 }
+
+#[cached(ttl = 60, name = "codec::flipped")]
+fn flipped_writer(n: u64) -> String {
+    format!("flipped_writer computed {n}")
+}
+
+static FLIPPED: AtomicU32 = AtomicU32::new(0);
+#[cached(ttl = 60, name = "codec::flipped")]
+fn flipped_victim(n: u64) -> String {
+    compute(&FLIPPED, "flipped_victim", n)
+}
+
+#[cached(ttl = 60, name = "codec::flipped")]
+fn flipped_checker(n: u64) -> String {
+    format!("flipped_checker computed {n}")
+}
+
+/// One bit flipped in the payload of each of 40 stored values (whose header and length stay
+/// valid): none is served, each is a counted miss, recomputed and overwritten.
+#[test]
+fn a_flipped_bit_is_a_counted_miss_never_a_wrong_value() {
+    let (_guard, server) = with_redis("codec");
+    for n in 0..40 {
+        flipped_writer(n);
+        let key = flipped_writer::key(n);
+        let mut bytes = raw_get(&server, &key).expect("written");
+        // Past the 30-byte header: a bit of the text's characters.
+        let bit = 30 * 8 + 8 + (n as usize * 7) % ((bytes.len() - 31) * 8);
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        raw_set(&server, &key, &bytes);
+    }
+    for n in 0..40 {
+        assert_eq!(flipped_victim(n), format!("flipped_victim computed {n}"));
+    }
+    assert_victim(flipped_victim::stats(), &FLIPPED, 40, 40);
+    assert_readable(&server, flipped_checker, 3, "flipped_victim computed 3");
+    assert_clean_l2_hits(flipped_checker::stats(), 1);
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Clone, PartialEq, Debug)]
+struct Tree {
+    children: Vec<Tree>,
+}
+
+fn chain(depth: usize) -> Tree {
+    let mut tree = Tree { children: vec![] };
+    for _ in 1..depth {
+        tree = Tree {
+            children: vec![tree],
+        };
+    }
+    tree
+}
+
+static DEEP: AtomicU32 = AtomicU32::new(0);
+#[cached(ttl = 60, name = "codec::deep")]
+fn deep_tree(levels: u64) -> Tree {
+    DEEP.fetch_add(1, SeqCst);
+    chain(levels as usize)
+}
+
+/// A value nested deeper than the decoder reads is served from memory but never written (it
+/// would be unreadable everywhere); one within the limit is written and read back.
+#[test]
+fn a_value_too_deep_to_read_back_stays_out_of_redis() {
+    let (_guard, server) = with_redis("codec");
+    assert_eq!(deep_tree(1000), chain(1000));
+    assert_eq!(deep_tree(1000), chain(1000), "from L1");
+    assert_eq!(DEEP.load(SeqCst), 1);
+    assert_eq!(server.calls("set"), 0, "nothing written");
+    assert!(raw_get(&server, &deep_tree::key(1000)).is_none());
+    assert_eq!(deep_tree(60), chain(60));
+    assert!(raw_get(&server, &deep_tree::key(60)).is_some());
+    deep_tree::clear_local();
+    assert_eq!(deep_tree(60), chain(60));
+    assert_eq!(deep_tree::stats().l2_hits, 1);
+}
+
+#[cached(ttl = 60, name = "codec::hostile")]
+async fn hostile_tree(n: u64) -> Tree {
+    chain(n as usize)
+}
+
+/// Bytes in Redis that nest a million levels (a valid envelope around them, as anyone able to
+/// write to Redis could craft) are a counted miss on a tokio worker, not a stack overflow.
+#[test]
+fn hostile_nesting_in_redis_is_a_miss_on_a_tokio_worker() {
+    let (_guard, server) = with_redis("codec");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_stack_size(512 * 1024)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let key = hostile_tree::key(2);
+    let valid = rt.block_on(async {
+        hostile_tree(2).await;
+        hostile_tree::clear_local();
+        raw_get(&server, &key).expect("written")
+    });
+    let mut bytes = valid[..30].to_vec();
+    bytes.extend(std::iter::repeat_n(1u8, 1_000_000));
+    cache_runtime::codec::reseal(&mut bytes);
+    raw_set(&server, &key, &bytes);
+    let value = rt.block_on(async { tokio::spawn(hostile_tree(2)).await.expect("no panic") });
+    assert_eq!(value, chain(2));
+    assert_eq!(hostile_tree::stats().decode_errors, 1);
+}
