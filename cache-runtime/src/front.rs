@@ -7,16 +7,21 @@
 //!
 //! - **TTL**: each slot keeps its entry's deadline and is checked with [`clock::expired`],
 //!   which never serves an entry after its deadline.
-//! - **Invalidation**: the function keeps an epoch counter that `invalidate` bumps *after*
-//!   removing the entry from L1; a slot filled under an older epoch is ignored. A slot is
-//!   always stamped with the epoch read *before* the L1 lookup that filled it, so a concurrent
-//!   invalidation can never leave a stale slot looking current.
+//! - **Invalidation and replacement**: the function keeps [`Epochs`], a small array of
+//!   counters indexed by the key's hash. `invalidate` and `clear_local` bump all of them
+//!   *after* removing entries from L1; a refresh that replaces a value before its deadline
+//!   (early refresh) bumps its key's counter after putting the new value in L1. A slot filled
+//!   under an older count is ignored, so no thread serves a value after it was removed or
+//!   replaced. A slot is always stamped with the count read *before* the L1 lookup that filled
+//!   it, so a concurrent invalidation or refresh can never leave a stale slot looking current.
+//!   A refresh flushes only the slots of keys sharing its counter (one in [`STRIPES`]).
 //!
 //! The table starts at 16 slots and doubles each time it has been refilled a quarter of its
 //! size over, up to a bound
 //! derived from the function's `capacity`, so rarely called functions cost almost nothing.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::clock;
@@ -45,8 +50,9 @@ struct Slot<V> {
 pub(crate) enum Lookup<V> {
     /// A fresh value.
     Hit(V),
-    /// A fresh value, but early refresh picked this caller to recompute it.
-    PickedForRefresh,
+    /// A fresh value, but early refresh picked this caller to recompute it; the deadline of
+    /// the copy that was picked (the refresh is for that entry, not a newer one).
+    PickedForRefresh(u64),
     /// Nothing usable.
     Miss,
 }
@@ -58,8 +64,38 @@ pub(crate) struct Fill<V> {
     pub(crate) deadline: u64,
     /// Δ·β of early refresh (0 = off): a caller picked to refresh early falls through to L1.
     pub(crate) delta_beta: u64,
-    /// The function's epoch read before that entry was looked up.
+    /// The key's count in [`Epochs`], read before that entry was looked up.
     pub(crate) epoch: u64,
+}
+
+/// Counters that void front-table slots: one per stripe of keys (by hash).
+pub(crate) const STRIPES: usize = 64;
+
+/// The front tables' validity counters of one function (see the module docs).
+pub(crate) struct Epochs([AtomicU64; STRIPES]);
+
+impl Epochs {
+    pub(crate) const fn new() -> Self {
+        Epochs([const { AtomicU64::new(0) }; STRIPES])
+    }
+
+    /// The count slots of the key with this probe hash are checked against.
+    #[inline]
+    pub(crate) fn of(&self, hash: u64) -> u64 {
+        self.0[hash as usize % STRIPES].load(Ordering::Acquire)
+    }
+
+    /// Voids every slot of keys in this hash's stripe, on every thread.
+    pub(crate) fn bump(&self, hash: u64) {
+        self.0[hash as usize % STRIPES].fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Voids every slot, on every thread.
+    pub(crate) fn bump_all(&self) {
+        for count in &self.0 {
+            count.fetch_add(1, Ordering::AcqRel);
+        }
+    }
 }
 
 struct Table<V> {
@@ -127,7 +163,7 @@ impl<V: Clone> Front<V> {
                         }
                         Lookup::Hit(slot.value.clone())
                     }
-                    Verdict::Refresh => Lookup::PickedForRefresh,
+                    Verdict::Refresh => Lookup::PickedForRefresh(slot.deadline),
                     Verdict::Gone => Lookup::Miss,
                 };
             }

@@ -26,7 +26,7 @@ use crate::codec::{self, DecodeError, DefaultCodec, Header};
 use crate::config::{self, Installed};
 use crate::flight::{Flights, Joined, Leader};
 use crate::freshness::{Lifetime, Verdict};
-use crate::front::{self, Front, Lookup, Probe};
+use crate::front::{self, Epochs, Front, Lookup, Probe};
 use crate::io::{self, Blocking, Io, NonBlocking};
 use crate::key::{self, Key, KeyBuf};
 use crate::lock::{self, Lock};
@@ -98,6 +98,8 @@ pub struct CachedFn<V> {
     remote: Option<RemoteCodec<V>>,
     l1: LocalStore<V>,
     epoch: AtomicU64,
+    /// What front-table slots are checked against (see `front`).
+    front_epochs: Epochs,
     flights: Flights,
     counters: Counters,
 }
@@ -110,10 +112,13 @@ struct Call<'a, V: 'static> {
     front: &'static FrontKey<V>,
     args: &'a str,
     probe: Probe,
-    /// The function's epoch, read before any lookup (see `front`).
+    /// The function's epoch (bumped by invalidations), read before any lookup.
     epoch: u64,
-    /// Early refresh already picked this caller in the front table (no second draw).
-    picked_for_refresh: bool,
+    /// The key's count in the front tables' [`Epochs`], read before any lookup.
+    front_epoch: u64,
+    /// Early refresh already picked this caller in the front table (no second draw), on
+    /// the entry with this deadline.
+    picked_for_refresh: Option<u64>,
 }
 
 /// What became of stored bytes read from Redis or a preload scope.
@@ -143,6 +148,8 @@ struct Work<V: 'static> {
     lock: Option<lock::Owned>,
     /// The stale (or about to expire) value, when this computation is a refresh.
     servable: Option<V>,
+    /// This computation replaces a value that front tables may hold as fresh.
+    replaces: bool,
 }
 
 /// The Redis side of a miss: the config in force and the key's remote name.
@@ -161,6 +168,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             settings,
             remote,
             epoch: AtomicU64::new(0),
+            front_epochs: Epochs::new(),
             flights: Flights::new(),
             counters: Counters::default(),
         }
@@ -230,7 +238,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
     #[inline]
     fn front_hit(&self, front: &'static FrontKey<V>, probe: &Probe, args: &str) -> Lookup<V> {
-        let epoch = self.epoch.load(Ordering::Acquire);
+        let epoch = self.front_epochs.of(probe.hash);
         front
             .try_with(|table| table.get(probe, args, epoch))
             .unwrap_or(Lookup::Miss)
@@ -261,7 +269,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             args,
             probe,
             epoch: self.epoch.load(Ordering::Acquire),
-            picked_for_refresh: matches!(lookup, Lookup::PickedForRefresh),
+            front_epoch: self.front_epochs.of(probe.hash),
+            picked_for_refresh: match lookup {
+                Lookup::PickedForRefresh(deadline) => Some(deadline),
+                _ => None,
+            },
         }
     }
 
@@ -306,14 +318,21 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let (Some(value), Ok(runtime)) = (work.servable.take(), runtime) else {
             return self.compute(&NonBlocking, &call, work, body).await;
         };
-        let (args, probe, epoch) = (call.args.to_owned(), call.probe, call.epoch);
+        let (args, probe, epoch, front_epoch) = (
+            call.args.to_owned(),
+            call.probe,
+            call.epoch,
+            call.front_epoch,
+        );
+        let picked_for_refresh = call.picked_for_refresh;
         runtime.spawn(async move {
             let call = Call {
                 front,
                 args: &args,
                 probe,
                 epoch,
-                picked_for_refresh: true,
+                front_epoch,
+                picked_for_refresh,
             };
             self.compute(&NonBlocking, &call, work, body).await;
         });
@@ -331,7 +350,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let mut servable = None;
         if let Some(entry) = self.l1.get(call.args) {
             let verdict = match entry.verdict() {
-                Verdict::Fresh if call.picked_for_refresh => Verdict::Refresh,
+                // Picked on this very entry; a newer one (another caller's refresh) stands.
+                Verdict::Fresh if call.picked_for_refresh == Some(entry.deadline) => {
+                    Verdict::Refresh
+                }
                 verdict => verdict,
             };
             match verdict {
@@ -375,7 +397,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             if let Some(remote) = &remote {
                 if remote.ask_first {
                     if let Some(value) = self.read_remote(io, call, remote).await {
-                        return Step::Answer(value);
+                        return Step::Answer(self.replaced_if(servable.is_some(), call, value));
                     }
                     if servable.is_none() {
                         // Redis held a stale value (now in L1): serve it if another caller
@@ -386,7 +408,9 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 if let Some(lease) = self.settings.lock {
                     match self.lock(io, call, remote, lease, servable.is_some()).await {
                         Lock::Owner(owned) => lock = Some(owned),
-                        Lock::Found(value) => return Step::Answer(value),
+                        Lock::Found(value) => {
+                            return Step::Answer(self.replaced_if(servable.is_some(), call, value))
+                        }
                         Lock::Busy => {
                             if let Some(value) = servable {
                                 return Step::Answer(self.count_hit(value));
@@ -400,6 +424,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 leader,
                 remote,
                 lock,
+                replaces: servable.is_some(),
                 servable,
             });
         }
@@ -417,11 +442,12 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             leader,
             remote,
             lock,
+            replaces,
             ..
         } = work;
         let started = Instant::now();
         let out = body.await;
-        let write = self.store_computed(call, remote.as_ref(), &out, started);
+        let write = self.store_computed(call, remote.as_ref(), &out, started, replaces);
         drop(leader);
         if let (Some(remote), Some(request)) = (&remote, write) {
             self.send::<()>(io, &remote.installed, &request).await;
@@ -431,6 +457,15 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 .await;
         }
         out
+    }
+
+    /// A value read from the shared store while refreshing: it may be newer than the copies
+    /// front tables hold as fresh, which are then voided (it is in L1 already).
+    fn replaced_if(&self, refreshing: bool, call: &Call<'_, V>, value: V) -> V {
+        if refreshing {
+            self.front_epochs.bump(call.probe.hash);
+        }
+        value
     }
 
     /// Serves an L1 entry: counts the hit and copies it into this thread's front table.
@@ -462,7 +497,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             value: entry.value.clone(),
             deadline: entry.deadline,
             delta_beta: entry.delta_beta,
-            epoch: call.epoch,
+            epoch: call.front_epoch,
         };
         let _ = call.front.try_with(|table| {
             table.put(
@@ -607,13 +642,15 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
     /// After the body ran: counts it, stores a cacheable result in L1 and returns the L2 write
     /// to send. Nothing is stored if the function was invalidated meanwhile (the value may
-    /// predate the invalidation).
+    /// predate the invalidation). When the value `replaces` one that front tables may hold
+    /// as fresh, their copies are voided once the new one is in L1.
     fn store_computed<O: Outcome<V>>(
         &'static self,
         call: &Call<'_, V>,
         remote: Option<&Remote>,
         out: &O,
         started: Instant,
+        replaces: bool,
     ) -> Option<Request> {
         Counters::add(&self.counters.misses);
         let value = out.cacheable()?;
@@ -625,7 +662,12 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let times = lifetime.new_entry(compute_time);
         let entry = Entry::new(value.clone(), &times);
         self.l1.insert(call.args, entry.clone());
-        self.fill_front(call, &entry);
+        if replaces {
+            // This thread's slot is voided too: its next call reads the new value from L1.
+            self.front_epochs.bump(call.probe.hash);
+        } else {
+            self.fill_front(call, &entry);
+        }
         let remote = remote?;
         let codec = self.remote.as_ref()?;
         let header = Header {
@@ -671,6 +713,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         // After the removal, so that no front slot can be refilled under the new epoch with
         // the removed value (see `front`).
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.front_epochs.bump_all();
         if self.remote.is_none() {
             return;
         }
@@ -700,6 +743,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     pub fn clear_local(&self) {
         self.l1.clear();
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.front_epochs.bump_all();
     }
 }
 
