@@ -151,13 +151,20 @@ pub fn encode<T: Serialize, C: Codec>(value: &T, header: Header) -> Result<Vec<u
     Ok(out)
 }
 
+/// The checksum of an envelope at least [`HEADER_LEN`] long.
+fn checksum_of(bytes: &[u8]) -> u64 {
+    let mut header = [0u8; CHECKSUM_AT];
+    header.copy_from_slice(&bytes[..CHECKSUM_AT]);
+    checksum::of(&header, &bytes[HEADER_LEN..])
+}
+
 /// Recomputes the checksum of an envelope whose bytes were changed on purpose, as tests that
 /// craft stored values (or someone able to write to the store) do. Shorter input is left as
 /// it is.
 #[doc(hidden)]
 pub fn reseal(bytes: &mut [u8]) {
     if bytes.len() >= HEADER_LEN {
-        let sum = checksum::of(&[&bytes[..CHECKSUM_AT], &bytes[HEADER_LEN..]]);
+        let sum = checksum_of(bytes);
         bytes[CHECKSUM_AT..HEADER_LEN].copy_from_slice(&sum.to_le_bytes());
     }
 }
@@ -198,7 +205,7 @@ fn read_header<T, C: Codec>(bytes: &[u8]) -> Result<Header, DecodeError> {
     if word(2) != fingerprint::<T>() {
         return Err(DecodeError("written for another type".into()));
     }
-    if word(CHECKSUM_AT) != checksum::of(&[&bytes[..CHECKSUM_AT], &bytes[HEADER_LEN..]]) {
+    if word(CHECKSUM_AT) != checksum_of(bytes) {
         return Err(DecodeError(
             "checksum mismatch: the bytes were damaged".into(),
         ));

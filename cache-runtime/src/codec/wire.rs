@@ -96,32 +96,46 @@ impl<'de> Decoder<'de> {
         Ok(self.array::<1>()?[0])
     }
 
-    /// An unsigned varint: below 251 the byte itself, then 251/252/253/254 announce a u16,
-    /// u32, u64 or u128 in little endian.
-    fn varint(&mut self) -> Result<u128> {
-        Ok(match self.byte()? {
-            small @ 0..=250 => small as u128,
-            251 => u16::from_le_bytes(self.array()?) as u128,
-            252 => u32::from_le_bytes(self.array()?) as u128,
-            253 => u64::from_le_bytes(self.array()?) as u128,
-            254 => u128::from_le_bytes(self.array()?),
+    /// An unsigned varint: below 251 the byte itself, then 251/252/253 announce a u16, u32
+    /// or u64 in little endian (254, a u128, is read by [`Self::varint_u128`]).
+    #[inline]
+    fn varint(&mut self) -> Result<u64> {
+        let Some((&first, rest)) = self.input.split_first() else {
+            return fail("no varint");
+        };
+        if first < 251 {
+            self.input = rest;
+            return Ok(first as u64);
+        }
+        self.input = rest;
+        Ok(match first {
+            251 => u16::from_le_bytes(self.array()?) as u64,
+            252 => u32::from_le_bytes(self.array()?) as u64,
+            253 => u64::from_le_bytes(self.array()?),
+            254 => return fail("a 128-bit varint where at most 64 bits fit"),
             _ => return fail("invalid varint tag 255"),
         })
     }
 
-    fn unsigned<T: TryFrom<u128>>(&mut self, what: &str) -> Result<T> {
+    fn varint_u128(&mut self) -> Result<u128> {
+        if self.input.first() == Some(&254) {
+            self.input = &self.input[1..];
+            return Ok(u128::from_le_bytes(self.array()?));
+        }
+        self.varint().map(u128::from)
+    }
+
+    #[inline]
+    fn unsigned<T: TryFrom<u64>>(&mut self, what: &str) -> Result<T> {
         let n = self.varint()?;
         T::try_from(n).or_else(|_| fail(format!("{n} does not fit in {what}")))
     }
 
     /// A zigzag-encoded signed varint.
-    fn signed<T: TryFrom<i128>>(&mut self, what: &str) -> Result<T> {
+    #[inline]
+    fn signed<T: TryFrom<i64>>(&mut self, what: &str) -> Result<T> {
         let n = self.varint()?;
-        let value = if n % 2 == 0 {
-            (n / 2) as i128
-        } else {
-            !((n / 2) as i128)
-        };
+        let value = (n >> 1) as i64 ^ -((n & 1) as i64);
         T::try_from(value).or_else(|_| fail(format!("{value} does not fit in {what}")))
     }
 
@@ -226,15 +240,22 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         deserialize_u16 => visit_u16: u16,
         deserialize_u32 => visit_u32: u32,
         deserialize_u64 => visit_u64: u64,
-        deserialize_u128 => visit_u128: u128,
     );
 
     signed!(
         deserialize_i16 => visit_i16: i16,
         deserialize_i32 => visit_i32: i32,
         deserialize_i64 => visit_i64: i64,
-        deserialize_i128 => visit_i128: i128,
     );
+
+    fn deserialize_u128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_u128(self.varint_u128()?)
+    }
+
+    fn deserialize_i128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        let n = self.varint_u128()?;
+        visitor.visit_i128((n >> 1) as i128 ^ -((n & 1) as i128))
+    }
 
     fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         visitor.visit_f32(f32::from_le_bytes(self.array()?))
