@@ -98,11 +98,16 @@ impl RedisStore {
                 Request::Many(pipe) => pipe.query(&mut conn),
             };
             match &answer {
+                // An error reply (OOM, WRONGTYPE, NOPERM...) was read whole: the connection is
+                // as good as after any other answer.
                 Ok(_) => self.park(conn),
+                Err(e) if is_reply(e) => self.park(conn),
                 // The server may have gone away (restarted): the other pooled connections are
                 // as dead as this one, and finding that out one request (and one breaker
                 // cool-down) each would keep a restarted server unused for many cool-downs.
                 Err(e) if e.is_io_error() => lock(&self.idle).clear(),
+                // Anything else (a reply that did not parse, a timeout): the connection may be
+                // out of step with the server; it is dropped.
                 Err(_) => {}
             }
             answer
@@ -128,9 +133,9 @@ impl RedisStore {
                     Request::One(cmd) => cmd.query_async(&mut conn).await,
                     Request::Many(pipe) => pipe.query_async(&mut conn).await,
                 };
-                if answer.is_err() {
+                if answer.as_ref().is_err_and(|e| !is_reply(e)) {
                     // The connection may be dead (server restarted, its runtime gone): open a
-                    // fresh one next time.
+                    // fresh one next time. An error reply says nothing against it.
                     *lock(&self.shared) = None;
                 }
                 answer
@@ -144,6 +149,12 @@ impl RedisStore {
             Ok(value) => {
                 self.breaker.succeeded();
                 Ok(value)
+            }
+            Err(e) if is_reply(&e) => {
+                // The server is alive and answering: nothing for the breaker to spare calls.
+                tracing::debug!(error = %e, "redis answered with an error");
+                self.breaker.succeeded();
+                Err(Failure::Redis(e))
             }
             Err(e) => {
                 tracing::debug!(error = %e, "redis request failed");
@@ -184,6 +195,12 @@ impl RedisStore {
         *lock(&self.shared) = Some(conn.clone());
         Ok(conn)
     }
+}
+
+/// Whether `e` is an error reply of the server (OOM, WRONGTYPE, NOPERM, ...), read whole:
+/// the connection it came on is still in step, and the server alive.
+fn is_reply(e: &redis::RedisError) -> bool {
+    !e.is_io_error() && e.code().is_some()
 }
 
 /// `GET key`.
