@@ -18,13 +18,26 @@ use crate::store::redis::RedisStore;
 ///
 /// Without an installed config (or without [`redis`](Config::redis)), every `#[cached]`
 /// function uses its in-process layer only.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     redis_url: Option<String>,
     prefix: String,
     timeout: Duration,
     breaker_failures: u32,
     breaker_cooldown: Duration,
+}
+
+/// Shows the Redis URL with its password masked (see [`redacted`]).
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("redis_url", &self.redis_url.as_deref().map(redacted))
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cooldown", &self.breaker_cooldown)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -110,7 +123,7 @@ impl Config {
 pub enum Error {
     /// The Redis URL could not be parsed.
     InvalidRedisUrl {
-        /// The URL as given.
+        /// The URL as given, its password masked (`redis://user:***@host/`).
         url: String,
         /// What the Redis client said about it.
         reason: String,
@@ -128,6 +141,89 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// `url` with the password masked, fit for messages and logs: the part after `user:` in
+/// `scheme://user:password@host/...` and the value of a `pass` / `password` query parameter
+/// become `***`.
+pub(crate) fn redacted(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(at) => url.split_at(at + 3),
+        None => ("", url),
+    };
+    // The last `@` before any `/`: a password written without escaping may hold `@`, `?`
+    // or `#`, and is masked whole all the same.
+    let userinfo_end = rest.rfind('@').filter(|&at| !rest[..at].contains('/'));
+    let mut out = String::with_capacity(url.len());
+    out.push_str(scheme);
+    let tail = match userinfo_end {
+        Some(at) => {
+            let (userinfo, tail) = rest.split_at(at);
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            tail
+        }
+        None => rest,
+    };
+    let Some((path, query)) = tail.split_once('?') else {
+        out.push_str(tail);
+        return out;
+    };
+    out.push_str(path);
+    out.push('?');
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (query, None),
+    };
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, _)) if matches!(name, "pass" | "password") => {
+                out.push_str(name);
+                out.push_str("=***");
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_are_masked() {
+        for (url, shown) in [
+            (
+                "redis://user:secret@host:6379/2",
+                "redis://user:***@host:6379/2",
+            ),
+            ("redis://:secret@host/", "redis://:***@host/"),
+            ("rediss://user:p%40ss@w:rd@host", "rediss://user:***@host"),
+            ("redis://host:6379/", "redis://host:6379/"),
+            ("redis://user@host/", "redis://user@host/"),
+            (
+                "redis+unix:///tmp/r.sock?db=1&pass=secret&user=u",
+                "redis+unix:///tmp/r.sock?db=1&pass=***&user=u",
+            ),
+            ("redis://u:se#cr?et@host/", "redis://u:***@host/"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+    }
+}
 
 /// The configuration in force.
 pub(crate) struct Installed {

@@ -12,6 +12,7 @@
 //! [`RedisServer::restart`] (same port) let fault tests take it away and bring it back.
 
 pub mod info;
+pub mod logs;
 
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};

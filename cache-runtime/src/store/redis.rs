@@ -14,7 +14,7 @@ use redis::{
 };
 
 use crate::breaker::Breaker;
-use crate::config::Error;
+use crate::config::{redacted, Error};
 use crate::flight::lock;
 use crate::key::RemoteName;
 
@@ -70,7 +70,7 @@ impl RedisStore {
         cooldown: Duration,
     ) -> Result<Self, Error> {
         let client = Client::open(url).map_err(|e| Error::InvalidRedisUrl {
-            url: url.to_owned(),
+            url: redacted(url),
             reason: e.to_string(),
         })?;
         Ok(RedisStore {
