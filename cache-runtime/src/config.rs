@@ -27,7 +27,7 @@ pub struct Config {
     breaker_cooldown: Duration,
 }
 
-/// Shows the Redis URL with its password masked (see [`redacted`]).
+/// Shows the Redis URL with its password masked (`redis://user:***@host/`).
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
@@ -71,8 +71,10 @@ impl Config {
         self
     }
 
-    /// The longest any single Redis operation (connect, or one request) may take before the
-    /// call gives up on Redis and computes instead.
+    /// The longest any single Redis operation may take (connecting, the TLS handshake,
+    /// `AUTH` / `SELECT`, sending the request and reading the whole reply, together) before
+    /// the call gives up on Redis and computes instead. One call spends at most twice this
+    /// on Redis over all its requests.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -198,6 +200,24 @@ pub(crate) fn redacted(url: &str) -> String {
     out
 }
 
+/// The configuration in force.
+pub(crate) struct Installed {
+    pub(crate) prefix: String,
+    pub(crate) remote: Option<RedisStore>,
+}
+
+static INSTALLED: RwLock<Option<Arc<Installed>>> = RwLock::new(None);
+
+/// The configuration in force, if one is installed.
+pub(crate) fn current() -> Option<Arc<Installed>> {
+    INSTALLED.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// The current key prefix ("" when none).
+pub(crate) fn current_prefix() -> String {
+    current().map(|c| c.prefix.clone()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::redacted;
@@ -223,22 +243,4 @@ mod tests {
             assert_eq!(redacted(url), shown, "{url}");
         }
     }
-}
-
-/// The configuration in force.
-pub(crate) struct Installed {
-    pub(crate) prefix: String,
-    pub(crate) remote: Option<RedisStore>,
-}
-
-static INSTALLED: RwLock<Option<Arc<Installed>>> = RwLock::new(None);
-
-/// The configuration in force, if one is installed.
-pub(crate) fn current() -> Option<Arc<Installed>> {
-    INSTALLED.read().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
-/// The current key prefix ("" when none).
-pub(crate) fn current_prefix() -> String {
-    current().map(|c| c.prefix.clone()).unwrap_or_default()
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use redis::FromRedisValue;
 
 use crate::flight::Waiter;
-use crate::store::redis::{Failure, RedisStore, Request};
+use crate::store::redis::{Budget, Failure, RedisStore, Request};
 
 /// How the read path sends Redis requests, waits for a leader, and sleeps.
 pub(crate) trait Io {
@@ -21,6 +21,7 @@ pub(crate) trait Io {
         &self,
         store: &RedisStore,
         request: &Request,
+        budget: &Budget,
     ) -> impl Future<Output = Result<T, Failure>>;
     fn wait(&self, waiter: Waiter) -> impl Future<Output = ()>;
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()>;
@@ -37,8 +38,9 @@ impl Io for Blocking {
         &self,
         store: &RedisStore,
         request: &Request,
+        budget: &Budget,
     ) -> Result<T, Failure> {
-        store.run(request)
+        store.run(request, budget)
     }
 
     async fn wait(&self, waiter: Waiter) {
@@ -55,8 +57,9 @@ impl Io for NonBlocking {
         &self,
         store: &RedisStore,
         request: &Request,
+        budget: &Budget,
     ) -> Result<T, Failure> {
-        store.run_async(request).await
+        store.run_async(request, budget).await
     }
 
     async fn wait(&self, waiter: Waiter) {

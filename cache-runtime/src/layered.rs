@@ -34,7 +34,7 @@ use crate::outcome::Outcome;
 use crate::scope::{self, Preloaded};
 use crate::stats::{Counters, Stats};
 use crate::store::local::{Entry, LocalStore};
-use crate::store::redis::{self as l2, Request};
+use crate::store::redis::{self as l2, Budget, Request};
 
 /// What a [`Key`] needs from the function it belongs to.
 pub trait KeyOwner: Send + Sync {
@@ -114,6 +114,8 @@ struct Call<'a, V: 'static> {
     epoch: u64,
     /// Early refresh already picked this caller in the front table (no second draw).
     picked_for_refresh: bool,
+    /// What the call may still spend waiting on Redis.
+    budget: Budget,
 }
 
 /// What became of stored bytes read from Redis or a preload scope.
@@ -262,6 +264,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             probe,
             epoch: self.epoch.load(Ordering::Acquire),
             picked_for_refresh: matches!(lookup, Lookup::PickedForRefresh),
+            budget: Budget::default(),
         }
     }
 
@@ -314,6 +317,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 probe,
                 epoch,
                 picked_for_refresh: true,
+                budget: Budget::default(),
             };
             self.compute(&NonBlocking, &call, work, body).await;
         });
@@ -424,10 +428,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let write = self.store_computed(call, remote.as_ref(), &out, started);
         drop(leader);
         if let (Some(remote), Some(request)) = (&remote, write) {
-            self.send::<()>(io, &remote.installed, &request).await;
+            self.send::<()>(io, &remote.installed, &request, &call.budget)
+                .await;
         }
         if let (Some(remote), Some(owned)) = (&remote, lock) {
-            self.send::<i64>(io, &remote.installed, &owned.release())
+            self.send::<i64>(io, &remote.installed, &owned.release(), &call.budget)
                 .await;
         }
         out
@@ -524,7 +529,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         remote: &Remote,
     ) -> Option<V> {
         let bytes = self
-            .send::<Option<Vec<u8>>>(io, &remote.installed, &l2::get(&remote.key))
+            .send::<Option<Vec<u8>>>(io, &remote.installed, &l2::get(&remote.key), &call.budget)
             .await??;
         let Backfill::Fresh(value) = self.decode_into_l1(call, &bytes) else {
             return None;
@@ -545,7 +550,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let mut waiting = lock::Waiting::new(&remote.key, lease);
         loop {
             let Some(acquired) = self
-                .send::<Option<String>>(io, &remote.installed, &waiting.acquire())
+                .send::<Option<String>>(io, &remote.installed, &waiting.acquire(), &call.budget)
                 .await
             else {
                 return Lock::Unavailable;
@@ -553,8 +558,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             if acquired.is_some() {
                 // The previous owner may have written the value just before we locked.
                 if let Some(value) = self.read_remote(io, call, remote).await {
-                    self.send::<i64>(io, &remote.installed, &waiting.owned().release())
-                        .await;
+                    self.send::<i64>(
+                        io,
+                        &remote.installed,
+                        &waiting.owned().release(),
+                        &call.budget,
+                    )
+                    .await;
                     return Lock::Found(value);
                 }
                 return Lock::Owner(waiting.owned());
@@ -653,9 +663,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         io: &impl Io,
         installed: &Installed,
         request: &Request,
+        budget: &Budget,
     ) -> Option<T> {
         let store = installed.remote.as_ref()?;
-        match io.run(store, request).await {
+        match io.run(store, request, budget).await {
             Ok(value) => Some(value),
             Err(failure) => {
                 tracing::debug!(name = %self.settings.name, %failure, "falling back to computing");
@@ -681,7 +692,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 self.settings.version,
                 args,
             );
-            self.send::<()>(io, &installed, &l2::del(&key)).await;
+            self.send::<()>(io, &installed, &l2::del(&key), &Budget::default())
+                .await;
         }
     }
 

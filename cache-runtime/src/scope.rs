@@ -32,7 +32,7 @@ use hashbrown::HashTable;
 use crate::config::{self, Installed};
 use crate::hash::FastHash;
 use crate::key::Key;
-use crate::store::redis::{Failure, Mget, RedisStore, Request, Values};
+use crate::store::redis::{Budget, Failure, Mget, RedisStore, Request, Values};
 
 /// One key a scope asked Redis for, and what Redis answered.
 struct Slot {
@@ -213,7 +213,7 @@ fn fetch(keys: impl IntoIterator<Item = Key>) -> ScopeData {
     let Some((store, mut scope, request)) = plan(keys, installed.as_deref()) else {
         return ScopeData::default();
     };
-    scope.fill(store.run(&request));
+    scope.fill(store.run(&request, &Budget::default()));
     scope
 }
 
@@ -222,7 +222,7 @@ async fn fetch_async(keys: impl IntoIterator<Item = Key>) -> ScopeData {
     let Some((store, mut scope, request)) = plan(keys, installed.as_deref()) else {
         return ScopeData::default();
     };
-    scope.fill(store.run_async(&request).await);
+    scope.fill(store.run_async(&request, &Budget::default()).await);
     scope
 }
 
