@@ -89,12 +89,15 @@ impl Config {
 
     /// Makes this the process-wide configuration, replacing any earlier one.
     ///
-    /// Connections are opened lazily: an unreachable server is not an error here (calls fall
-    /// back to computing until it answers).
+    /// One connection is tried (with a `PING`), within the [`timeout`](Config::timeout): an
+    /// unreachable server is not an error here (it is logged once at `warn`, and calls fall
+    /// back to computing until it answers), but a server that answers and refuses the
+    /// credentials is.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidRedisUrl`] when the URL cannot be parsed.
+    /// [`Error::InvalidRedisUrl`] when the URL cannot be parsed; [`Error::RedisRefused`] when
+    /// the server rejects the user name, the password or the db index of the URL.
     pub fn install(self) -> Result<(), Error> {
         let remote = match &self.redis_url {
             None => None,
@@ -130,6 +133,14 @@ pub enum Error {
         /// What the Redis client said about it.
         reason: String,
     },
+    /// The Redis server answered and refused the connection: a wrong user name or password
+    /// (`WRONGPASS`, `NOAUTH`), or a db index it does not have.
+    RedisRefused {
+        /// The URL as given, its password masked (`redis://user:***@host/`).
+        url: String,
+        /// What the server answered.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -137,6 +148,9 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidRedisUrl { url, reason } => {
                 write!(f, "invalid Redis URL `{url}`: {reason}")
+            }
+            Error::RedisRefused { url, reason } => {
+                write!(f, "Redis at `{url}` refused the connection: {reason}")
             }
         }
     }

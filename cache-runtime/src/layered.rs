@@ -17,14 +17,14 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::LocalKey;
 use std::time::{Duration, Instant};
 
 use crate::clock;
 use crate::codec::{self, DecodeError, DefaultCodec, Header};
 use crate::config::{self, Installed};
-use crate::flight::{Flights, Joined, Leader};
+use crate::flight::{self, Flights, Joined, Leader};
 use crate::freshness::{Lifetime, Verdict};
 use crate::front::{self, Front, Lookup, Probe};
 use crate::io::{self, Blocking, Io, NonBlocking};
@@ -100,7 +100,12 @@ pub struct CachedFn<V> {
     epoch: AtomicU64,
     flights: Flights,
     counters: Counters,
+    /// Error reply codes logged at `warn`, and when (unix ms) they last were.
+    warned: Mutex<Vec<(String, u64)>>,
 }
+
+/// How often one function logs one kind of error reply at `warn`.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// The thread-local front table type generated code declares.
 pub type FrontKey<V> = LocalKey<Front<V>>;
@@ -165,6 +170,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             epoch: AtomicU64::new(0),
             flights: Flights::new(),
             counters: Counters::default(),
+            warned: Mutex::new(Vec::new()),
         }
     }
 
@@ -669,9 +675,39 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         match io.run(store, request, budget).await {
             Ok(value) => Some(value),
             Err(failure) => {
-                tracing::debug!(name = %self.settings.name, %failure, "falling back to computing");
                 Counters::add(&self.counters.l2_errors);
+                match failure.reply_code() {
+                    Some(code) if self.first_warning(code) => tracing::warn!(
+                        name = %self.settings.name,
+                        code,
+                        %failure,
+                        "redis refuses this function's requests; computing without it \
+                         (logged once a minute per function and kind of error)"
+                    ),
+                    _ => {
+                        tracing::debug!(name = %self.settings.name, %failure, "falling back to computing")
+                    }
+                }
                 None
+            }
+        }
+    }
+
+    /// Whether an error reply with this code is the first of its kind for this function in
+    /// the last [`WARN_EVERY`]: an error reply (NOPERM, OOM, READONLY...) tends to come back
+    /// on every call, and is logged at `warn` once in that time.
+    fn first_warning(&self, code: &str) -> bool {
+        let now = clock::unix_millis();
+        let mut warned = flight::lock(&self.warned);
+        match warned.iter_mut().find(|(seen, _)| seen == code) {
+            Some((_, at)) if now.saturating_sub(*at) < WARN_EVERY.as_millis() as u64 => false,
+            Some((_, at)) => {
+                *at = now;
+                true
+            }
+            None => {
+                warned.push((code.to_owned(), now));
+                true
             }
         }
     }

@@ -26,7 +26,7 @@ use crate::config::{redacted, Error};
 use crate::flight::lock;
 use crate::key::RemoteName;
 
-use blocking::{Answer, Connection};
+use blocking::{Answer, Connection, OpenError};
 
 /// Most keys asked in one MGET. One command over thousands of keys would hold Redis' single
 /// thread (and every other client) for milliseconds and build one huge reply; batches of this
@@ -60,6 +60,17 @@ impl std::fmt::Display for Failure {
             Failure::OutOfTime => f.write_str("skipped: the call spent its time on redis"),
             Failure::NoRuntime => f.write_str("no tokio runtime to run an async redis request on"),
             Failure::Redis(e) => write!(f, "redis: {e}"),
+        }
+    }
+}
+
+impl Failure {
+    /// The server's error code (`NOPERM`, `OOM`, `WRONGTYPE`, ...) when this is an error
+    /// reply.
+    pub(crate) fn reply_code(&self) -> Option<&str> {
+        match self {
+            Failure::Redis(e) if is_reply(e) => e.code(),
+            _ => None,
         }
     }
 }
@@ -117,7 +128,7 @@ impl RedisStore {
         };
         let info = url.into_connection_info().map_err(invalid)?;
         let client = Client::open(info.clone()).map_err(invalid)?;
-        Ok(RedisStore {
+        let store = RedisStore {
             client,
             info,
             tls: Tls,
@@ -125,7 +136,43 @@ impl RedisStore {
             idle: Mutex::new(Vec::new()),
             shared: Mutex::new(None),
             breaker: Breaker::new(failures, cooldown),
-        })
+        };
+        store.probe(url)?;
+        Ok(store)
+    }
+
+    /// Opens one connection and PINGs, within the timeout: a server that answers and refuses
+    /// the credentials or the db index is an error; one that cannot be reached is logged
+    /// (once, here) and tried again by later calls.
+    fn probe(&self, url: &str) -> Result<(), Error> {
+        let deadline = Instant::now() + self.timeout;
+        let refused = |reason: String| Error::RedisRefused {
+            url: redacted(url),
+            reason,
+        };
+        let error = match Connection::open(&self.info, &self.tls, deadline) {
+            Err(OpenError::Refused(reason)) => return Err(refused(reason)),
+            Err(OpenError::Unreachable(error)) => error,
+            Ok(mut conn) => {
+                let ping = Request::One(redis::cmd("PING"));
+                match conn.request::<Value>(&ping, deadline) {
+                    Ok(Answer::Refused(e)) if matches!(e.code(), Some("NOAUTH" | "WRONGPASS")) => {
+                        return Err(refused(e.to_string()))
+                    }
+                    Ok(_) => {
+                        self.park(conn);
+                        return Ok(());
+                    }
+                    Err(error) => error,
+                }
+            }
+        };
+        tracing::warn!(
+            url = %redacted(url),
+            %error,
+            "redis is not reachable; calls compute without it until it answers"
+        );
+        Ok(())
     }
 
     /// Whether requests may be sent now (the circuit breaker is closed or probing).
