@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::store::redis::RedisStore;
+use crate::store::redis::{RedisStore, TlsFiles};
 
 /// Settings for the shared layer. Build one, then [`install`](Config::install) it.
 ///
@@ -25,6 +25,7 @@ pub struct Config {
     timeout: Duration,
     breaker_failures: u32,
     breaker_cooldown: Duration,
+    tls: TlsFiles,
 }
 
 /// Shows the Redis URL with its password masked (`redis://user:***@host/`).
@@ -36,6 +37,8 @@ impl fmt::Debug for Config {
             .field("timeout", &self.timeout)
             .field("breaker_failures", &self.breaker_failures)
             .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("tls_ca_file", &self.tls.ca)
+            .field("tls_client_cert", &self.tls.client)
             .finish()
     }
 }
@@ -56,6 +59,7 @@ impl Config {
             timeout: Duration::from_millis(200),
             breaker_failures: 3,
             breaker_cooldown: Duration::from_secs(1),
+            tls: TlsFiles::default(),
         }
     }
 
@@ -80,6 +84,27 @@ impl Config {
         self
     }
 
+    /// For `rediss://` URLs: trust the certificates of this PEM file (a private CA) instead
+    /// of the system's roots. Read by [`install`](Config::install).
+    #[cfg(feature = "tls")]
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.ca = Some(path.into());
+        self
+    }
+
+    /// For `rediss://` URLs: present this client certificate (PEM, chain first) with its
+    /// private key (PEM) to servers that ask for one (`tls-auth-clients`). Read by
+    /// [`install`](Config::install).
+    #[cfg(feature = "tls")]
+    pub fn tls_client_cert(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.tls.client = Some((cert.into(), key.into()));
+        self
+    }
+
     /// After `failures` consecutive Redis failures, skip Redis for `cooldown`, then try again.
     pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
         self.breaker_failures = failures.max(1);
@@ -96,13 +121,16 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidRedisUrl`] when the URL cannot be parsed; [`Error::RedisRefused`] when
-    /// the server rejects the user name, the password or the db index of the URL.
+    /// [`Error::InvalidRedisUrl`] when the URL cannot be parsed (a `rediss://` URL needs the
+    /// `tls` feature); `Error::InvalidTls` (feature `tls`) when the TLS files cannot be used;
+    /// [`Error::RedisRefused`] when the server rejects the user name, the password or the db
+    /// index of the URL.
     pub fn install(self) -> Result<(), Error> {
         let remote = match &self.redis_url {
             None => None,
             Some(url) => Some(RedisStore::open(
                 url,
+                &self.tls,
                 self.timeout,
                 self.breaker_failures,
                 self.breaker_cooldown,
@@ -133,6 +161,15 @@ pub enum Error {
         /// What the Redis client said about it.
         reason: String,
     },
+    /// The TLS settings could not be used: a PEM file that cannot be read or parsed, a
+    /// key that does not match its certificate, TLS files for a `redis://` URL.
+    #[cfg(feature = "tls")]
+    InvalidTls {
+        /// The URL as given, its password masked.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The Redis server answered and refused the connection: a wrong user name or password
     /// (`WRONGPASS`, `NOAUTH`), or a db index it does not have.
     RedisRefused {
@@ -148,6 +185,10 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidRedisUrl { url, reason } => {
                 write!(f, "invalid Redis URL `{url}`: {reason}")
+            }
+            #[cfg(feature = "tls")]
+            Error::InvalidTls { url, reason } => {
+                write!(f, "TLS settings for `{url}` cannot be used: {reason}")
             }
             Error::RedisRefused { url, reason } => {
                 write!(f, "Redis at `{url}` refused the connection: {reason}")

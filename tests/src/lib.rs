@@ -14,6 +14,7 @@
 pub mod hostile;
 pub mod info;
 pub mod logs;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};

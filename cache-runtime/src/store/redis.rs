@@ -95,9 +95,35 @@ impl Budget {
     }
 }
 
-/// TLS settings for `rediss://` connections of the blocking pool (none yet).
-#[derive(Default)]
+/// The PEM files given for `rediss://` connections (`Config::tls_ca_file`,
+/// `Config::tls_client_cert`); empty without the `tls` feature.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) struct TlsFiles {
+    /// Certificates to trust instead of the system's roots.
+    pub(crate) ca: Option<std::path::PathBuf>,
+    /// A client certificate (chain) and its private key.
+    pub(crate) client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "tls")]
+use tls::Tls;
+
+/// Without the `tls` feature: no TLS settings (redis-rs refuses `rediss://` URLs).
+#[cfg(not(feature = "tls"))]
 pub(crate) struct Tls;
+
+#[cfg(not(feature = "tls"))]
+impl Tls {
+    fn load(
+        _: &ConnectionInfo,
+        _: &TlsFiles,
+    ) -> Result<(Tls, Option<std::convert::Infallible>), String> {
+        Ok((Tls, None))
+    }
+}
 
 pub(crate) struct RedisStore {
     client: Client,
@@ -118,6 +144,7 @@ pub(crate) enum Request {
 impl RedisStore {
     pub(crate) fn open(
         url: &str,
+        tls: &TlsFiles,
         timeout: Duration,
         failures: u32,
         cooldown: Duration,
@@ -127,11 +154,17 @@ impl RedisStore {
             reason: e.to_string(),
         };
         let info = url.into_connection_info().map_err(invalid)?;
-        let client = Client::open(info.clone()).map_err(invalid)?;
+        let (tls, certificates) = Tls::load(&info, tls).map_err(|reason| tls_error(url, reason))?;
+        let client = match certificates {
+            #[cfg(feature = "tls")]
+            Some(certificates) => Client::build_with_tls(info.clone(), certificates)
+                .map_err(|e| tls_error(url, e.to_string()))?,
+            _ => Client::open(info.clone()).map_err(invalid)?,
+        };
         let store = RedisStore {
             client,
             info,
-            tls: Tls,
+            tls,
             timeout,
             idle: Mutex::new(Vec::new()),
             shared: Mutex::new(None),
@@ -313,6 +346,22 @@ impl RedisStore {
             .await?;
         *lock(&self.shared) = Some(conn.clone());
         Ok(conn)
+    }
+}
+
+#[cfg(feature = "tls")]
+fn tls_error(url: &str, reason: String) -> Error {
+    Error::InvalidTls {
+        url: redacted(url),
+        reason,
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_error(url: &str, reason: String) -> Error {
+    Error::InvalidRedisUrl {
+        url: redacted(url),
+        reason,
     }
 }
 

@@ -57,6 +57,8 @@ enum Stream {
     Tcp(TcpStream),
     #[cfg(unix)]
     Unix(UnixStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
 impl Stream {
@@ -65,6 +67,8 @@ impl Stream {
             Stream::Tcp(s) => s.set_read_timeout(Some(timeout)),
             #[cfg(unix)]
             Stream::Unix(s) => s.set_read_timeout(Some(timeout)),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.set_read_timeout(Some(timeout)),
         }
     }
 
@@ -73,6 +77,8 @@ impl Stream {
             Stream::Tcp(s) => s.set_write_timeout(Some(timeout)),
             #[cfg(unix)]
             Stream::Unix(s) => s.set_write_timeout(Some(timeout)),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.set_write_timeout(Some(timeout)),
         }
     }
 
@@ -81,6 +87,8 @@ impl Stream {
             Stream::Tcp(s) => s.read(buf),
             #[cfg(unix)]
             Stream::Unix(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.read(buf),
         }
     }
 
@@ -89,6 +97,8 @@ impl Stream {
             Stream::Tcp(s) => s.write(buf),
             #[cfg(unix)]
             Stream::Unix(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -97,6 +107,8 @@ impl Stream {
             Stream::Tcp(_) => Ok(()),
             #[cfg(unix)]
             Stream::Unix(_) => Ok(()),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.flush(),
         }
     }
 }
@@ -111,7 +123,7 @@ struct Timed {
 }
 
 /// The time left before `deadline`, or a timeout error when none is.
-fn left(deadline: Instant) -> io::Result<Duration> {
+pub(super) fn left(deadline: Instant) -> io::Result<Duration> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(io::Error::new(
@@ -228,6 +240,12 @@ impl Connection {
             #[cfg(unix)]
             ConnectionAddr::Unix(path) => {
                 Stream::Unix(UnixStream::connect(path).map_err(unreachable)?)
+            }
+            #[cfg(feature = "tls")]
+            ConnectionAddr::TcpTls { host, port, .. } => {
+                let tcp = connect_tcp(host, *port, deadline).map_err(unreachable)?;
+                let tls = tls.handshake(host, tcp, deadline).map_err(unreachable)?;
+                Stream::Tls(Box::new(tls))
             }
             _ => {
                 let _ = tls;
