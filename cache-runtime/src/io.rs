@@ -22,7 +22,7 @@ use redis::FromRedisValue;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 use crate::flight::Waiter;
-use crate::store::redis::{Failure, RedisStore, Request};
+use crate::store::redis::{Budget, Failure, RedisStore, Request};
 
 /// How the read path sends Redis requests, waits for a leader, and sleeps.
 pub(crate) trait Io {
@@ -30,6 +30,7 @@ pub(crate) trait Io {
         &self,
         store: &RedisStore,
         request: &Request,
+        budget: &Budget,
     ) -> impl Future<Output = Result<T, Failure>>;
     fn wait(&self, waiter: Waiter) -> impl Future<Output = ()>;
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()>;
@@ -46,8 +47,9 @@ impl Io for Blocking {
         &self,
         store: &RedisStore,
         request: &Request,
+        budget: &Budget,
     ) -> Result<T, Failure> {
-        off_the_runtime(|| store.run(request))
+        off_the_runtime(|| store.run(request, budget))
     }
 
     async fn wait(&self, waiter: Waiter) {
@@ -92,6 +94,7 @@ impl Io for NonBlocking {
         &self,
         store: &RedisStore,
         request: &Request,
+        budget: &Budget,
     ) -> Result<T, Failure> {
         if Handle::try_current().is_err() {
             warn_once(
@@ -100,7 +103,7 @@ impl Io for NonBlocking {
                  Redis and computes (its in-process layer still works); run it on tokio",
             );
         }
-        store.run_async(request).await
+        store.run_async(request, budget).await
     }
 
     async fn wait(&self, waiter: Waiter) {

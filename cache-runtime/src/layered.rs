@@ -17,14 +17,14 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::LocalKey;
 use std::time::{Duration, Instant};
 
 use crate::clock;
 use crate::codec::{self, DecodeError, DefaultCodec, Header};
 use crate::config::{self, Installed};
-use crate::flight::{Flights, Joined, Leader};
+use crate::flight::{self, Flights, Joined, Leader};
 use crate::freshness::{Lifetime, Verdict};
 use crate::front::{self, Epochs, Front, Lookup, Probe};
 use crate::io::{self, Blocking, Io, NonBlocking};
@@ -34,7 +34,7 @@ use crate::outcome::Outcome;
 use crate::scope::{self, Preloaded};
 use crate::stats::{Counters, Stats};
 use crate::store::local::{Entry, LocalStore};
-use crate::store::redis::{self as l2, Request};
+use crate::store::redis::{self as l2, Budget, Request};
 
 /// What a [`Key`] needs from the function it belongs to.
 pub trait KeyOwner: Send + Sync {
@@ -102,7 +102,12 @@ pub struct CachedFn<V> {
     front_epochs: Epochs,
     flights: Flights,
     counters: Counters,
+    /// Error reply codes logged at `warn`, and when (unix ms) they last were.
+    warned: Mutex<Vec<(String, u64)>>,
 }
+
+/// How often one function logs one kind of error reply at `warn`.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// The thread-local front table type generated code declares.
 pub type FrontKey<V> = LocalKey<Front<V>>;
@@ -119,6 +124,8 @@ struct Call<'a, V: 'static> {
     /// Early refresh already picked this caller in the front table (no second draw), on
     /// the entry with this deadline.
     picked_for_refresh: Option<u64>,
+    /// What the call may still spend waiting on Redis.
+    budget: Budget,
 }
 
 /// What became of stored bytes read from Redis or a preload scope.
@@ -171,6 +178,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             front_epochs: Epochs::new(),
             flights: Flights::new(),
             counters: Counters::default(),
+            warned: Mutex::new(Vec::new()),
         }
     }
 
@@ -274,6 +282,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 Lookup::PickedForRefresh(deadline) => Some(deadline),
                 _ => None,
             },
+            budget: Budget::default(),
         }
     }
 
@@ -333,6 +342,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 epoch,
                 front_epoch,
                 picked_for_refresh,
+                budget: Budget::default(),
             };
             self.compute(&NonBlocking, &call, work, body).await;
         });
@@ -450,10 +460,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let write = self.store_computed(call, remote.as_ref(), &out, started, replaces);
         drop(leader);
         if let (Some(remote), Some(request)) = (&remote, write) {
-            self.send::<()>(io, &remote.installed, &request).await;
+            self.send::<()>(io, &remote.installed, &request, &call.budget)
+                .await;
         }
         if let (Some(remote), Some(owned)) = (&remote, lock) {
-            self.send::<i64>(io, &remote.installed, &owned.release())
+            self.send::<i64>(io, &remote.installed, &owned.release(), &call.budget)
                 .await;
         }
         out
@@ -559,7 +570,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         remote: &Remote,
     ) -> Option<V> {
         let bytes = self
-            .send::<Option<Vec<u8>>>(io, &remote.installed, &l2::get(&remote.key))
+            .send::<Option<Vec<u8>>>(io, &remote.installed, &l2::get(&remote.key), &call.budget)
             .await??;
         let Backfill::Fresh(value) = self.decode_into_l1(call, &bytes) else {
             return None;
@@ -580,7 +591,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let mut waiting = lock::Waiting::new(&remote.key, lease);
         loop {
             let Some(acquired) = self
-                .send::<Option<String>>(io, &remote.installed, &waiting.acquire())
+                .send::<Option<String>>(io, &remote.installed, &waiting.acquire(), &call.budget)
                 .await
             else {
                 return Lock::Unavailable;
@@ -588,8 +599,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             if acquired.is_some() {
                 // The previous owner may have written the value just before we locked.
                 if let Some(value) = self.read_remote(io, call, remote).await {
-                    self.send::<i64>(io, &remote.installed, &waiting.owned().release())
-                        .await;
+                    self.send::<i64>(
+                        io,
+                        &remote.installed,
+                        &waiting.owned().release(),
+                        &call.budget,
+                    )
+                    .await;
                     return Lock::Found(value);
                 }
                 return Lock::Owner(waiting.owned());
@@ -695,14 +711,45 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         io: &impl Io,
         installed: &Installed,
         request: &Request,
+        budget: &Budget,
     ) -> Option<T> {
         let store = installed.remote.as_ref()?;
-        match io.run(store, request).await {
+        match io.run(store, request, budget).await {
             Ok(value) => Some(value),
             Err(failure) => {
-                tracing::debug!(name = %self.settings.name, %failure, "falling back to computing");
                 Counters::add(&self.counters.l2_errors);
+                match failure.reply_code() {
+                    Some(code) if self.first_warning(code) => tracing::warn!(
+                        name = %self.settings.name,
+                        code,
+                        %failure,
+                        "redis refuses this function's requests; computing without it \
+                         (logged once a minute per function and kind of error)"
+                    ),
+                    _ => {
+                        tracing::debug!(name = %self.settings.name, %failure, "falling back to computing")
+                    }
+                }
                 None
+            }
+        }
+    }
+
+    /// Whether an error reply with this code is the first of its kind for this function in
+    /// the last [`WARN_EVERY`]: an error reply (NOPERM, OOM, READONLY...) tends to come back
+    /// on every call, and is logged at `warn` once in that time.
+    fn first_warning(&self, code: &str) -> bool {
+        let now = clock::unix_millis();
+        let mut warned = flight::lock(&self.warned);
+        match warned.iter_mut().find(|(seen, _)| seen == code) {
+            Some((_, at)) if now.saturating_sub(*at) < WARN_EVERY.as_millis() as u64 => false,
+            Some((_, at)) => {
+                *at = now;
+                true
+            }
+            None => {
+                warned.push((code.to_owned(), now));
+                true
             }
         }
     }
@@ -724,7 +771,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 self.settings.version,
                 args,
             );
-            self.send::<()>(io, &installed, &l2::del(&key)).await;
+            self.send::<()>(io, &installed, &l2::del(&key), &Budget::default())
+                .await;
         }
     }
 

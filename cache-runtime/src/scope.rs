@@ -32,7 +32,7 @@ use hashbrown::HashTable;
 use crate::config::{self, Installed};
 use crate::hash::FastHash;
 use crate::key::Key;
-use crate::store::redis::{Failure, Mget, RedisStore, Request, Values};
+use crate::store::redis::{Budget, Failure, Mget, RedisStore, Request, Values};
 
 /// One key a scope asked Redis for, and what Redis answered.
 struct Slot {
@@ -83,17 +83,29 @@ impl ScopeData {
     /// empty (so every call inside behaves as without it) and counts one `l2_errors` per
     /// function.
     fn fill(&mut self, answer: Result<Values, Failure>) {
-        let failure = match answer {
-            Ok(Values(values)) if values.len() == self.slots.len() => {
+        let keys = self.slots.len();
+        match answer {
+            Ok(Values(values)) if values.len() == keys => {
                 for (slot, bytes) in self.slots.iter_mut().zip(values) {
                     slot.bytes = bytes;
                 }
                 return;
             }
-            Ok(Values(values)) => format!("{} values for {} keys", values.len(), self.slots.len()),
-            Err(failure) => failure.to_string(),
-        };
-        tracing::debug!(%failure, keys = self.slots.len(), "preload failed; calls go to redis one by one");
+            Ok(Values(values)) => {
+                let failure = format!("{} values for {keys} keys", values.len());
+                tracing::debug!(%failure, keys, "preload failed; each call inside asks redis for its own key");
+            }
+            // The calls will find the breaker open too, and send nothing.
+            Err(Failure::Skipped) => tracing::debug!(
+                keys,
+                "preload skipped: circuit breaker open; calls inside compute without redis while it is"
+            ),
+            Err(failure) => tracing::debug!(
+                %failure,
+                keys,
+                "preload failed; each call inside asks redis for its own key (or computes, once the breaker opens)"
+            ),
+        }
         let mut counted = Vec::new();
         for slot in &self.slots {
             if !counted.contains(&slot.owner) {
@@ -213,7 +225,7 @@ fn fetch(keys: impl IntoIterator<Item = Key>) -> ScopeData {
     let Some((store, mut scope, request)) = plan(keys, installed.as_deref()) else {
         return ScopeData::default();
     };
-    scope.fill(store.run(&request));
+    scope.fill(store.run(&request, &Budget::default()));
     scope
 }
 
@@ -222,7 +234,7 @@ async fn fetch_async(keys: impl IntoIterator<Item = Key>) -> ScopeData {
     let Some((store, mut scope, request)) = plan(keys, installed.as_deref()) else {
         return ScopeData::default();
     };
-    scope.fill(store.run_async(&request).await);
+    scope.fill(store.run_async(&request, &Budget::default()).await);
     scope
 }
 

@@ -11,6 +11,11 @@
 //! persistence, and killed when the handle drops. [`RedisServer::kill`] and
 //! [`RedisServer::restart`] (same port) let fault tests take it away and bring it back.
 
+pub mod hostile;
+pub mod info;
+pub mod logs;
+pub mod tls;
+
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
