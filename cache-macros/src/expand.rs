@@ -36,40 +36,60 @@ enum Mode {
 pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
-        Err(_) => {
-            let error = syn::Error::new(
-                Span::call_site(),
-                "`#[cached]` goes on a function or a method",
-            );
+        Err(error) => {
+            // Another kind of item gets our message; a function that does not parse keeps
+            // syn's own error, which points into it.
+            let error = match syn::parse2::<syn::Item>(item.clone()) {
+                Ok(_) => syn::Error::new(
+                    Span::call_site(),
+                    "`#[cached]` goes on a function or a method",
+                ),
+                Err(_) => error,
+            };
             return with_errors(item, error);
         }
     };
-    let (args, mut errors) = CachedArgs::parse(args);
-    let shape = attr::validate(&function.sig, &args, &mut errors);
-    if let Err(error) = errors.finish() {
+    let (mut args, mut errors) = CachedArgs::parse(args);
+    let shape = attr::validate(&function.sig, &mut args, &mut errors);
+    if shape.broken {
+        let error = errors.finish().expect_err("a broken shape was reported");
         return with_errors(function.into_token_stream(), error);
+    }
+    if shape.force_local {
+        args.local = true;
     }
     let output = match &function.sig.output {
         ReturnType::Type(_, ty) => (**ty).clone(),
         ReturnType::Default => unreachable!("validate rejects functions returning ()"),
     };
     let (mode, value) = analyze(&output);
+    let rt = args
+        .krate
+        .clone()
+        .map(|path| quote!(#path))
+        .unwrap_or_else(|| quote!(::cache_runtime));
     let gen = Gen {
-        rt: args
-            .krate
-            .clone()
-            .map(|path| quote!(#path))
-            .unwrap_or_else(|| quote!(::cache_runtime)),
+        rt,
         function: &function,
         args: &args,
+        shape: &shape,
         output,
         value,
         mode,
     };
-    if shape.in_impl {
+    let expanded = if shape.in_impl {
         gen.method()
     } else {
         gen.free()
+    };
+    // Bad arguments were dropped: the expansion with the others (or the defaults) keeps `f`
+    // and its companions, so callers see only the arguments' errors (tokio's fallback).
+    match errors.finish() {
+        Ok(()) => expanded,
+        Err(error) => {
+            let errors = error.to_compile_error();
+            quote!(#expanded #errors)
+        }
     }
 }
 
@@ -78,6 +98,17 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 fn with_errors(item: TokenStream, error: syn::Error) -> TokenStream {
     let errors = error.to_compile_error();
     quote!(#item #errors)
+}
+
+/// The type a function's cache holds (`T` of a `Result<T, E>` or `Option<T>`).
+pub(crate) fn value_type(output: &Type) -> Type {
+    analyze(output).1
+}
+
+/// A generated local or static: `Span::mixed_site()` keeps it apart from the user's names
+/// (a parameter called `__cache_buf` stays the user's).
+fn local(name: &str) -> syn::Ident {
+    syn::Ident::new(name, Span::mixed_site())
 }
 
 /// `Result<T, E>` / `Option<T>` (by their last path segment, so `io::Result<T>` works) cache
@@ -101,16 +132,25 @@ struct Gen<'a> {
     rt: TokenStream,
     function: &'a ItemFn,
     args: &'a CachedArgs,
+    shape: &'a attr::FnShape,
     output: Type,
     value: Type,
     mode: Mode,
 }
 
 impl Gen<'_> {
+    /// The user's outer attributes (kept before the signature) and inner ones (`#![..]` at
+    /// the top of the body, which syn moves into `attrs`: they go back inside the body).
+    fn attrs(&self) -> (Vec<&syn::Attribute>, Vec<&syn::Attribute>) {
+        self.function
+            .attrs
+            .iter()
+            .partition(|attr| matches!(attr.style, syn::AttrStyle::Outer))
+    }
+
     fn free(&self) -> TokenStream {
-        let ItemFn {
-            attrs, vis, sig, ..
-        } = self.function;
+        let ItemFn { vis, sig, .. } = self.function;
+        let (outer, _) = self.attrs();
         let ident = &sig.ident;
         let cache = quote!(#ident::__cache());
         let body = self.body(&cache);
@@ -127,7 +167,7 @@ impl Gen<'_> {
         // An uninhabited enum holds the companions: `f::key(..)` reads like a module path, but
         // unlike a module it resolves names in the function's own scope (also inside a block).
         quote! {
-            #(#attrs)*
+            #(#outer)*
             #vis #sig #body
 
             #[doc = #doc]
@@ -141,37 +181,45 @@ impl Gen<'_> {
         }
     }
 
-    /// A hidden associated function owning the function's cache in a `static`.
+    /// A hidden associated function owning the function's cache in a `static`. In a generic
+    /// function or an `impl` whose `Self` may be generic, every instantiation shares it: the
+    /// concrete types are the first part of each key (see `encode_key`).
     fn accessor(&self, accessor: &syn::Ident, default_name: TokenStream) -> TokenStream {
         let rt = &self.rt;
         let value = &self.value;
         let settings = self.settings(default_name);
         let codec = self.codec();
+        let cache = local("__CACHE");
         quote! {
             #[doc(hidden)]
             fn #accessor() -> &'static #rt::__private::CachedFn<#value> {
-                static __CACHE: ::std::sync::OnceLock<#rt::__private::CachedFn<#value>> =
+                static #cache: ::std::sync::OnceLock<#rt::__private::CachedFn<#value>> =
                     ::std::sync::OnceLock::new();
-                __CACHE.get_or_init(|| #rt::__private::CachedFn::new(#settings, #codec))
+                #cache.get_or_init(|| {
+                    #rt::__private::CachedFn::new(#rt::__private::checked_settings(#settings), #codec)
+                })
             }
         }
     }
 
     fn method(&self) -> TokenStream {
-        let ItemFn {
-            attrs, vis, sig, ..
-        } = self.function;
+        let ItemFn { vis, sig, .. } = self.function;
+        let (outer, _) = self.attrs();
         let accessor_name = format_ident!("__cache_{}", sig.ident);
         let cache = quote!(Self::#accessor_name());
         let body = self.body(&cache);
         let fn_name = sig.ident.to_string();
+        let rt = &self.rt;
         let accessor = self.accessor(
             &accessor_name,
-            quote!(::std::format!("{}::{}", ::core::any::type_name::<Self>(), #fn_name)),
+            quote!(#rt::__private::method_cache_name(
+                ::core::any::type_name::<Self>(),
+                #fn_name
+            )),
         );
         let companions = self.companions(&cache, &quote!(#vis), &format!("{}_", sig.ident));
         quote! {
-            #(#attrs)*
+            #(#outer)*
             #vis #sig #body
 
             #accessor
@@ -185,15 +233,27 @@ impl Gen<'_> {
         let value = &self.value;
         let output = &self.output;
         let block = &self.function.block;
+        let (_, inner) = self.attrs();
         let encode = self.encode_key();
-        let front = quote! {
-            ::std::thread_local! {
-                static __CACHE_FRONT: #rt::__private::Front<#value> =
-                    const { #rt::__private::Front::new() };
-            }
+        let (front, args, out) = (
+            local("__cache_front"),
+            local("__cache_args"),
+            local("__cache_out"),
+        );
+        let front_static = local("__CACHE_FRONT");
+        // The thread-local lives in a block of its own, where neither the key expression nor
+        // the body can see its name.
+        let declare_front = quote! {
+            let #front: &'static #rt::__private::FrontKey<#value> = {
+                ::std::thread_local! {
+                    static #front_static: #rt::__private::Front<#value> =
+                        const { #rt::__private::Front::new() };
+                }
+                &#front_static
+            };
         };
         let call = if self.function.sig.asyncness.is_some() {
-            let future = quote!(async move { let __cache_out: #output = #block; __cache_out });
+            let future = quote!(async move { let #out: #output = #block; #out });
             let call_async = if self.refreshes_in_background() {
                 quote!(call_async_detached)
             } else {
@@ -201,12 +261,12 @@ impl Gen<'_> {
             };
             match self.mode {
                 Mode::Wrapped => {
-                    quote!(#cache.#call_async(&__CACHE_FRONT, &__cache_args, #future).await)
+                    quote!(#cache.#call_async(#front, &#args, #future).await)
                 }
                 Mode::Plain => quote! {
                     #cache.#call_async(
-                        &__CACHE_FRONT,
-                        &__cache_args,
+                        #front,
+                        &#args,
                         async move { #rt::__private::Plain(#future.await) },
                     ).await.0
                 },
@@ -216,14 +276,13 @@ impl Gen<'_> {
             if let Some(param) = self.single_integer_param() {
                 // Hits probe the front table with the integer itself; the text key is encoded
                 // only on a miss.
-                let encode = self.encode_key();
                 let call = match self.mode {
                     Mode::Wrapped => quote! {
-                        #cache.call_int(&__CACHE_FRONT, #param as u64, || #encode, #closure)
+                        #cache.call_int(#front, #param as u64, || #encode, #closure)
                     },
                     Mode::Plain => quote! {
                         #cache.call_int(
-                            &__CACHE_FRONT,
+                            #front,
                             #param as u64,
                             || #encode,
                             move || #rt::__private::Plain((#closure)()),
@@ -231,24 +290,26 @@ impl Gen<'_> {
                     },
                 };
                 return quote!({
-                    #front
+                    #(#inner)*
+                    #declare_front
                     #call
                 });
             }
             match self.mode {
-                Mode::Wrapped => quote!(#cache.call(&__CACHE_FRONT, &__cache_args, #closure)),
+                Mode::Wrapped => quote!(#cache.call(#front, &#args, #closure)),
                 Mode::Plain => quote! {
                     #cache.call(
-                        &__CACHE_FRONT,
-                        &__cache_args,
+                        #front,
+                        &#args,
                         move || #rt::__private::Plain((#closure)()),
                     ).0
                 },
             }
         };
         quote!({
-            #front
-            let __cache_args = #encode;
+            #(#inner)*
+            #declare_front
+            let #args = #encode;
             #call
         })
     }
@@ -290,12 +351,45 @@ impl Gen<'_> {
             .then(|| pat.ident.clone())
     }
 
-    /// Encodes the key: the `key = ...` expression, or every named parameter in order.
+    /// Encodes the key: the `key = ...` expression, or every named parameter in order. In a
+    /// generic function the concrete type parameters come first, and in an `impl` block the
+    /// type arguments of a generic `Self` (nothing for a non-generic one, whose keys are as
+    /// before): one static serves every instantiation, so the types must tell their entries,
+    /// front-table slots and Redis keys apart.
     fn encode_key(&self) -> TokenStream {
         let rt = &self.rt;
+        let buf = local("__cache_buf");
+        let first = local("__cache_first");
+        let mut types = TokenStream::new();
+        if self.shape.in_impl {
+            types.extend(quote! {
+                let #first = !#rt::__private::push_self_type_args(
+                    &mut #buf,
+                    ::core::any::type_name::<Self>(),
+                );
+            });
+        } else {
+            types.extend(quote!(let #first = true;));
+        }
+        if !self.shape.type_params.is_empty() {
+            let params = &self.shape.type_params;
+            let params = match params.as_slice() {
+                [one] => quote!(#one),
+                several => quote!((#(#several),*)),
+            };
+            types.extend(quote! {
+                #rt::__private::push_arg(
+                    &mut #buf,
+                    #first,
+                    ::core::any::type_name::<#params>(),
+                );
+                let #first = false;
+            });
+        }
         let pushes = match &self.args.key {
             Some(expr) => {
-                quote_spanned!(expr.span()=> #rt::__private::push_arg(&mut __cache_buf, true, &(#expr));)
+                let push = quote_spanned!(expr.span()=> #rt::__private::push_arg);
+                quote!(#push(&mut #buf, #first, &(#expr));)
             }
             None => {
                 let names: Vec<_> = self
@@ -312,20 +406,25 @@ impl Gen<'_> {
                     })
                     .collect();
                 if names.is_empty() {
-                    quote!(#rt::__private::push_arg(&mut __cache_buf, true, &());)
+                    quote!(#rt::__private::push_arg(&mut #buf, #first, &());)
                 } else {
                     let pushes = names.iter().enumerate().map(|(i, name)| {
-                        let first = i == 0;
-                        quote_spanned!(name.span()=> #rt::__private::push_arg(&mut __cache_buf, #first, &#name);)
+                        let push = quote_spanned!(name.span()=> #rt::__private::push_arg);
+                        if i == 0 {
+                            quote!(#push(&mut #buf, #first, &#name);)
+                        } else {
+                            quote!(#push(&mut #buf, false, &#name);)
+                        }
                     });
                     quote!(#(#pushes)*)
                 }
             }
         };
         quote!({
-            let mut __cache_buf = #rt::__private::KeyBuf::new();
+            let mut #buf = #rt::__private::KeyBuf::new();
+            #types
             #pushes
-            __cache_buf
+            #buf
         })
     }
 
@@ -395,7 +494,9 @@ impl Gen<'_> {
         let rt = &self.rt;
         let sig = &self.function.sig;
         let generics = &sig.generics;
+        let where_clause = &sig.generics.where_clause;
         let inputs = &sig.inputs;
+        let args = local("__cache_args");
         let fn_name = &sig.ident;
         let key = format_ident!("{prefix}key");
         let invalidate = format_ident!("{prefix}invalidate");
@@ -404,16 +505,16 @@ impl Gen<'_> {
         let encode = self.encode_key();
         let invalidate_fn = if sig.asyncness.is_some() {
             quote! {
-                #vis async fn #invalidate #generics(#inputs) {
-                    let __cache_args = #encode;
-                    #cache.invalidate_async(__cache_args).await
+                #vis async fn #invalidate #generics(#inputs) #where_clause {
+                    let #args = #encode;
+                    #cache.invalidate_async(#args).await
                 }
             }
         } else {
             quote! {
-                #vis fn #invalidate #generics(#inputs) {
-                    let __cache_args = #encode;
-                    #cache.invalidate(__cache_args)
+                #vis fn #invalidate #generics(#inputs) #where_clause {
+                    let #args = #encode;
+                    #cache.invalidate(#args)
                 }
             }
         };
@@ -428,9 +529,9 @@ impl Gen<'_> {
         quote! {
             #[doc = #key_doc]
             #[allow(unused_variables, unused_mut, clippy::needless_pass_by_value)]
-            #vis fn #key #generics(#inputs) -> #rt::__private::Key {
-                let __cache_args = #encode;
-                #cache.key(__cache_args)
+            #vis fn #key #generics(#inputs) -> #rt::__private::Key #where_clause {
+                let #args = #encode;
+                #cache.key(#args)
             }
 
             #[doc = #invalidate_doc]
