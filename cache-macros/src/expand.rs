@@ -152,7 +152,7 @@ impl Gen<'_> {
         let ItemFn { vis, sig, .. } = self.function;
         let (outer, _) = self.attrs();
         let ident = &sig.ident;
-        let cache = quote!(#ident::__cache());
+        let cache = self.cache(quote!(#ident::__cache()));
         let body = self.body(&cache);
         let accessor = self.accessor(
             &format_ident!("__cache"),
@@ -190,13 +190,19 @@ impl Gen<'_> {
         let settings = self.settings(default_name);
         let codec = self.codec();
         let cache = local("__CACHE");
+        // The one check of the value type, at the return type; the cache's methods are picked
+        // only when it passes (see `__private::Cache`), so nothing else repeats the error.
+        let check = quote_spanned!(value.span()=> #rt::__private::assert_cache_value::<#value>(););
         quote! {
             #[doc(hidden)]
             fn #accessor() -> &'static #rt::__private::CachedFn<#value> {
                 static #cache: ::std::sync::OnceLock<#rt::__private::CachedFn<#value>> =
                     ::std::sync::OnceLock::new();
                 #cache.get_or_init(|| {
-                    #rt::__private::CachedFn::new(#rt::__private::checked_settings(#settings), #codec)
+                    use #rt::__private::{BuildCache as _, BuildNever as _};
+                    #check
+                    (&#rt::__private::Build(::core::marker::PhantomData::<#value>))
+                        .build(#rt::__private::checked_settings(#settings), #codec)
                 })
             }
         }
@@ -206,7 +212,7 @@ impl Gen<'_> {
         let ItemFn { vis, sig, .. } = self.function;
         let (outer, _) = self.attrs();
         let accessor_name = format_ident!("__cache_{}", sig.ident);
-        let cache = quote!(Self::#accessor_name());
+        let cache = self.cache(quote!(Self::#accessor_name()));
         let body = self.body(&cache);
         let fn_name = sig.ident.to_string();
         let rt = &self.rt;
@@ -227,6 +233,20 @@ impl Gen<'_> {
         }
     }
 
+    /// The cache as generated code calls it: `(&Cache(accessor())).call(..)` picks
+    /// `CachedFn`'s methods when the value type can be cached, stand-ins otherwise (see
+    /// `__private::Cache`). The traits come into scope with [`Gen::uses`].
+    fn cache(&self, accessor: TokenStream) -> TokenStream {
+        let rt = &self.rt;
+        quote!((&#rt::__private::Cache(#accessor)))
+    }
+
+    /// Brings the cache's methods into scope (unnamed, so they shadow nothing).
+    fn uses(&self) -> TokenStream {
+        let rt = &self.rt;
+        quote!(use #rt::__private::{CacheCalls as _, CacheNever as _};)
+    }
+
     /// The new function body: front table, key, then the layered call around the old body.
     fn body(&self, cache: &TokenStream) -> TokenStream {
         let rt = &self.rt;
@@ -234,6 +254,7 @@ impl Gen<'_> {
         let output = &self.output;
         let block = &self.function.block;
         let (_, inner) = self.attrs();
+        let uses = self.uses();
         let encode = self.encode_key();
         let (front, args, out) = (
             local("__cache_front"),
@@ -291,6 +312,7 @@ impl Gen<'_> {
                 };
                 return quote!({
                     #(#inner)*
+                    #uses
                     #declare_front
                     #call
                 });
@@ -308,6 +330,7 @@ impl Gen<'_> {
         };
         quote!({
             #(#inner)*
+            #uses
             #declare_front
             let #args = #encode;
             #call
@@ -388,8 +411,9 @@ impl Gen<'_> {
         }
         let pushes = match &self.args.key {
             Some(expr) => {
-                let push = quote_spanned!(expr.span()=> #rt::__private::push_arg);
-                quote!(#push(&mut #buf, #first, &(#expr));)
+                // Spanned at the expression, so that a `KeyPart` error points at it; `#buf`
+                // and `#first` keep their own (mixed-site) spans.
+                quote_spanned!(expr.span()=> #rt::__private::push_arg(&mut #buf, #first, &(#expr));)
             }
             None => {
                 let names: Vec<_> = self
@@ -409,12 +433,8 @@ impl Gen<'_> {
                     quote!(#rt::__private::push_arg(&mut #buf, #first, &());)
                 } else {
                     let pushes = names.iter().enumerate().map(|(i, name)| {
-                        let push = quote_spanned!(name.span()=> #rt::__private::push_arg);
-                        if i == 0 {
-                            quote!(#push(&mut #buf, #first, &#name);)
-                        } else {
-                            quote!(#push(&mut #buf, false, &#name);)
-                        }
+                        let first = if i == 0 { quote!(#first) } else { quote!(false) };
+                        quote_spanned!(name.span()=> #rt::__private::push_arg(&mut #buf, #first, &#name);)
                     });
                     quote!(#(#pushes)*)
                 }
@@ -497,6 +517,7 @@ impl Gen<'_> {
         let where_clause = &sig.generics.where_clause;
         let inputs = &sig.inputs;
         let args = local("__cache_args");
+        let uses = self.uses();
         let fn_name = &sig.ident;
         let key = format_ident!("{prefix}key");
         let invalidate = format_ident!("{prefix}invalidate");
@@ -506,6 +527,7 @@ impl Gen<'_> {
         let invalidate_fn = if sig.asyncness.is_some() {
             quote! {
                 #vis async fn #invalidate #generics(#inputs) #where_clause {
+                    #uses
                     let #args = #encode;
                     #cache.invalidate_async(#args).await
                 }
@@ -513,6 +535,7 @@ impl Gen<'_> {
         } else {
             quote! {
                 #vis fn #invalidate #generics(#inputs) #where_clause {
+                    #uses
                     let #args = #encode;
                     #cache.invalidate(#args)
                 }
@@ -528,23 +551,26 @@ impl Gen<'_> {
         );
         quote! {
             #[doc = #key_doc]
-            #[allow(unused_variables, unused_mut, clippy::needless_pass_by_value)]
+            #[allow(unused_variables, unused_mut, non_snake_case, clippy::needless_pass_by_value)]
             #vis fn #key #generics(#inputs) -> #rt::__private::Key #where_clause {
+                #uses
                 let #args = #encode;
                 #cache.key(#args)
             }
 
             #[doc = #invalidate_doc]
-            #[allow(unused_variables, unused_mut, clippy::needless_pass_by_value)]
+            #[allow(unused_variables, unused_mut, non_snake_case, clippy::needless_pass_by_value)]
             #invalidate_fn
 
             #[doc = #stats_doc]
             #vis fn #stats() -> #rt::__private::Stats {
+                #uses
                 #cache.stats()
             }
 
             #[doc = #clear_doc]
             #vis fn #clear_local() {
+                #uses
                 #cache.clear_local()
             }
         }

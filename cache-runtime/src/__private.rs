@@ -1,5 +1,6 @@
 //! The only items generated code touches. Not part of the public API: no stability promise.
 
+use std::future::Future;
 pub use std::sync::LazyLock;
 pub use std::time::Duration;
 
@@ -153,3 +154,231 @@ mod tests {
         assert_eq!(buf.as_str(), r"<u8\, u16>");
     }
 }
+
+/// A value a cache can hold: what [`CachedFn`]'s methods require of it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: a cached value must be `Clone + Send + Sync + 'static`",
+    label = "the value type of this cached function",
+    note = "every hit hands out a clone of the stored value, possibly on another thread: derive \
+            `Clone`, or return an `Arc<{Self}>`"
+)]
+pub trait CacheValue: Clone + Send + Sync + 'static {}
+
+impl<V: Clone + Send + Sync + 'static> CacheValue for V {}
+
+/// The one check of the value type (generated once per function, spanned at its return type).
+#[inline(always)]
+pub fn assert_cache_value<V: CacheValue>() {}
+
+/// The cache of one function, as generated code calls it.
+///
+/// Generated code calls its methods as `(&Cache(f)).call(..)`: when the value type is a
+/// [`CacheValue`], [`CacheCalls`] (implemented for `&Cache<V>`) is picked and forwards to
+/// [`CachedFn`]; otherwise method resolution falls through to [`Unreachable`] (implemented
+/// for `Cache<V>` with no bound), whose methods are never run because the crate does not
+/// compile: [`assert_cache_value`] has reported the value type once, and the uses of the
+/// cache add no error of their own (autoref specialization).
+pub struct Cache<V: 'static>(pub &'static CachedFn<V>);
+
+impl<V: 'static> Clone for Cache<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V: 'static> Copy for Cache<V> {}
+
+/// Builds a function's cache, like [`Cache`] picks its methods.
+pub struct Build<V>(pub std::marker::PhantomData<V>);
+
+impl<V> Clone for Build<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V> Copy for Build<V> {}
+
+/// Builds the cache of a function whose value type can be cached.
+pub trait BuildCache<V: 'static> {
+    /// [`CachedFn::new`].
+    fn build(self, settings: Settings, remote: Option<RemoteCodec<V>>) -> CachedFn<V>;
+}
+
+impl<V: CacheValue> BuildCache<V> for &Build<V> {
+    #[inline]
+    fn build(self, settings: Settings, remote: Option<RemoteCodec<V>>) -> CachedFn<V> {
+        CachedFn::new(settings, remote)
+    }
+}
+
+/// The stand-in of [`BuildCache`] for a value type that cannot be cached (never run).
+pub trait BuildNever<V: 'static>: Sized {
+    /// Never run: the value type was reported by [`assert_cache_value`].
+    fn build(self, _: Settings, _: Option<RemoteCodec<V>>) -> CachedFn<V> {
+        unreachable!("the value type was reported as not cacheable")
+    }
+}
+
+impl<V: 'static> BuildNever<V> for Build<V> {}
+
+/// [`CachedFn`]'s methods, for a value type that can be cached.
+#[allow(async_fn_in_trait)]
+pub trait CacheCalls<V: 'static> {
+    /// [`CachedFn::call`].
+    fn call<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        body: impl FnOnce() -> O,
+    ) -> O;
+    /// [`CachedFn::call_int`].
+    fn call_int<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        bits: u64,
+        encode: impl FnOnce() -> KeyBuf,
+        body: impl FnOnce() -> O,
+    ) -> O;
+    /// [`CachedFn::call_async`].
+    async fn call_async<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        body: impl Future<Output = O>,
+    ) -> O;
+    /// [`CachedFn::call_async_detached`].
+    async fn call_async_detached<O, F>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        body: F,
+    ) -> O
+    where
+        O: Outcome<V> + Send + 'static,
+        F: Future<Output = O> + Send + 'static;
+    /// [`CachedFn::key`].
+    fn key(self, args: KeyBuf) -> Key;
+    /// [`CachedFn::invalidate`].
+    fn invalidate(self, args: KeyBuf);
+    /// [`CachedFn::invalidate_async`].
+    async fn invalidate_async(self, args: KeyBuf);
+    /// [`CachedFn::stats`].
+    fn stats(self) -> Stats;
+    /// [`CachedFn::clear_local`].
+    fn clear_local(self);
+}
+
+impl<V: CacheValue> CacheCalls<V> for &Cache<V> {
+    #[inline]
+    fn call<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        body: impl FnOnce() -> O,
+    ) -> O {
+        self.0.call(front, args, body)
+    }
+    #[inline]
+    fn call_int<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        bits: u64,
+        encode: impl FnOnce() -> KeyBuf,
+        body: impl FnOnce() -> O,
+    ) -> O {
+        self.0.call_int(front, bits, encode, body)
+    }
+    #[inline]
+    async fn call_async<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        body: impl Future<Output = O>,
+    ) -> O {
+        self.0.call_async(front, args, body).await
+    }
+    #[inline]
+    async fn call_async_detached<O, F>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        body: F,
+    ) -> O
+    where
+        O: Outcome<V> + Send + 'static,
+        F: Future<Output = O> + Send + 'static,
+    {
+        self.0.call_async_detached(front, args, body).await
+    }
+    #[inline]
+    fn key(self, args: KeyBuf) -> Key {
+        self.0.key(args)
+    }
+    fn invalidate(self, args: KeyBuf) {
+        self.0.invalidate(args)
+    }
+    async fn invalidate_async(self, args: KeyBuf) {
+        self.0.invalidate_async(args).await
+    }
+    fn stats(self) -> Stats {
+        self.0.stats()
+    }
+    fn clear_local(self) {
+        self.0.clear_local()
+    }
+}
+
+/// The stand-ins of [`CacheCalls`] for a value type that cannot be cached: never run, since
+/// the crate does not compile ([`assert_cache_value`] reported the value type).
+#[allow(async_fn_in_trait)]
+pub trait CacheNever<V: 'static>: Sized {
+    /// Never run.
+    fn call<O>(self, _: &'static FrontKey<V>, _: &KeyBuf, _: impl FnOnce() -> O) -> O {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    fn call_int<O>(
+        self,
+        _: &'static FrontKey<V>,
+        _: u64,
+        _: impl FnOnce() -> KeyBuf,
+        _: impl FnOnce() -> O,
+    ) -> O {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    async fn call_async<O>(
+        self,
+        _: &'static FrontKey<V>,
+        _: &KeyBuf,
+        _: impl Future<Output = O>,
+    ) -> O {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    async fn call_async_detached<O>(
+        self,
+        _: &'static FrontKey<V>,
+        _: &KeyBuf,
+        _: impl Future<Output = O>,
+    ) -> O {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    fn key(self, _: KeyBuf) -> Key {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    fn invalidate(self, _: KeyBuf) {}
+    /// Never run.
+    async fn invalidate_async(self, _: KeyBuf) {}
+    /// Never run.
+    fn stats(self) -> Stats {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    fn clear_local(self) {}
+}
+
+impl<V: 'static> CacheNever<V> for Cache<V> {}
