@@ -385,11 +385,13 @@ impl Gen<'_> {
         let first = local("__cache_first");
         let mut types = TokenStream::new();
         if self.shape.in_impl {
+            let seen = local("__CACHE_SELF_TYPES");
             types.extend(quote! {
-                let #first = !#rt::__private::push_self_type_args(
-                    &mut #buf,
-                    ::core::any::type_name::<Self>(),
-                );
+                let #first = !{
+                    static #seen: #rt::__private::SelfTypeArgs =
+                        #rt::__private::SelfTypeArgs::new();
+                    #seen.push(&mut #buf, ::core::any::type_name::<Self>())
+                };
             });
         } else {
             types.extend(quote!(let #first = true;));

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 pub use std::sync::LazyLock;
+use std::sync::OnceLock;
 pub use std::time::Duration;
 
 pub use crate::freshness::Lifetime;
@@ -75,84 +76,101 @@ fn self_type_args(type_name: &str) -> Option<(&str, &str)> {
     if !type_name.ends_with('>') {
         return None;
     }
-    let mut depth = 0usize;
-    for (i, b) in type_name.bytes().enumerate().rev() {
-        match b {
-            b'>' => depth += 1,
-            b'<' => {
-                depth -= 1;
-                if depth == 0 {
-                    let (path, args) = type_name.split_at(i);
-                    let lifetimes_only = args[1..args.len() - 1]
-                        .split(',')
-                        .all(|arg| arg.trim() == "'_");
-                    return (!lifetimes_only).then_some((path, args));
+    // `Self` is a nominal type: no `<` comes before its own argument list. (Byte loops: these
+    // names are short, and `str::find` costs more than the scan on them.)
+    let open = type_name.bytes().position(|b| b == b'<')?;
+    let (path, args) = type_name.split_at(open);
+    let lifetimes_only = args.bytes().any(|b| b == b'\'')
+        && args[1..args.len() - 1]
+            .split(',')
+            .all(|arg| arg.trim() == "'_");
+    (!lifetimes_only).then_some((path, args))
+}
+
+/// The encoded type arguments of each generic `Self` one method has seen, so that a call
+/// copies them into its key instead of parsing and escaping `type_name` each time. An
+/// append-only list (instantiations are few), one per expansion.
+pub struct SelfTypeArgs {
+    head: OnceLock<&'static SelfTypeNode>,
+}
+
+struct SelfTypeNode {
+    type_name: &'static str,
+    /// The key part, already escaped; `None` for a `Self` with lifetimes only.
+    encoded: Option<String>,
+    next: OnceLock<&'static SelfTypeNode>,
+}
+
+impl SelfTypeNode {
+    fn is(&self, type_name: &'static str) -> bool {
+        std::ptr::eq(self.type_name, type_name) || self.type_name == type_name
+    }
+}
+
+impl SelfTypeArgs {
+    /// An empty list.
+    pub const fn new() -> Self {
+        SelfTypeArgs {
+            head: OnceLock::new(),
+        }
+    }
+
+    /// Starts the key of a method with the type arguments of `Self` when it is generic, so
+    /// that `Holder<u8>` and `Holder<u16>` never share an entry (the cache, a `static`, is
+    /// shared by every instantiation of the `impl`). Returns whether it wrote a part. A
+    /// non-generic `Self` writes nothing: `ends_with('>')` on the constant `type_name` is all
+    /// its call pays.
+    #[inline]
+    pub fn push(&'static self, buf: &mut KeyBuf, type_name: &'static str) -> bool {
+        if !type_name.ends_with('>') {
+            return false;
+        }
+        match &self.node(type_name).encoded {
+            Some(encoded) => {
+                buf.push_raw(encoded);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn node(&'static self, type_name: &'static str) -> &'static SelfTypeNode {
+        let mut slot = &self.head;
+        loop {
+            match slot.get() {
+                Some(node) if node.is(type_name) => return node,
+                Some(node) => slot = &node.next,
+                None => {
+                    let node: &'static SelfTypeNode = Box::leak(Box::new(SelfTypeNode {
+                        type_name,
+                        encoded: self_type_args(type_name).map(|(_, args)| {
+                            let mut part = KeyBuf::new();
+                            push_arg(&mut part, true, args);
+                            part.as_str().to_owned()
+                        }),
+                        next: OnceLock::new(),
+                    }));
+                    // Another thread may have appended first: then walk on from its node
+                    // (this one is dropped from the list; a few bytes, once).
+                    let _ = slot.set(node);
                 }
             }
-            _ => {}
         }
     }
-    None
 }
 
-/// Starts the key of a method with the type arguments of `Self` when it is generic, so that
-/// `Holder<u8>` and `Holder<u16>` never share an entry (the cache, a `static`, is shared by
-/// every instantiation of the `impl`). Returns whether it wrote a part. A non-generic `Self`
-/// writes nothing: `ends_with('>')` on the constant `type_name` is all its call pays.
-#[inline]
-pub fn push_self_type_args(buf: &mut KeyBuf, type_name: &'static str) -> bool {
-    if !type_name.ends_with('>') {
-        return false;
-    }
-    push_generic_args(buf, type_name)
-}
-
-#[inline(never)]
-fn push_generic_args(buf: &mut KeyBuf, type_name: &'static str) -> bool {
-    match self_type_args(type_name) {
-        Some((_, args)) => {
-            push_arg(buf, true, args);
-            true
-        }
-        None => false,
+impl Default for SelfTypeArgs {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 /// The default cache name of a method: `type_name::<Self>()` and the method's name, without
 /// the type arguments of a generic `Self` (they start each key instead, see
-/// [`push_self_type_args`]), so the name is the same whichever instantiation runs first.
+/// [`SelfTypeArgs::push`]), so the name is the same whichever instantiation runs first.
 pub fn method_cache_name(self_type: &str, method: &str) -> String {
     let path = self_type_args(self_type).map_or(self_type, |(path, _)| path);
     format!("{path}::{method}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn type_arguments_of_self() {
-        assert_eq!(self_type_args("app::Repo"), None);
-        assert_eq!(self_type_args("app::Parser<'_>"), None);
-        assert_eq!(self_type_args("app::Pair<'_, '_>"), None);
-        assert_eq!(
-            self_type_args("app::Holder<u8>"),
-            Some(("app::Holder", "<u8>"))
-        );
-        assert_eq!(
-            self_type_args("app::Holder<'_, alloc::vec::Vec<u8>>"),
-            Some(("app::Holder", "<'_, alloc::vec::Vec<u8>>"))
-        );
-        assert_eq!(method_cache_name("app::Repo", "load"), "app::Repo::load");
-        assert_eq!(
-            method_cache_name("app::Holder<u8>", "get"),
-            "app::Holder::get"
-        );
-        let mut buf = KeyBuf::new();
-        assert!(!push_self_type_args(&mut buf, "app::Repo"));
-        assert!(push_self_type_args(&mut buf, "app::Holder<u8, u16>"));
-        assert_eq!(buf.as_str(), r"<u8\, u16>");
-    }
 }
 
 /// A value a cache can hold: what [`CachedFn`]'s methods require of it.
@@ -174,7 +192,7 @@ pub fn assert_cache_value<V: CacheValue>() {}
 ///
 /// Generated code calls its methods as `(&Cache(f)).call(..)`: when the value type is a
 /// [`CacheValue`], [`CacheCalls`] (implemented for `&Cache<V>`) is picked and forwards to
-/// [`CachedFn`]; otherwise method resolution falls through to [`Unreachable`] (implemented
+/// [`CachedFn`]; otherwise method resolution falls through to [`CacheNever`] (implemented
 /// for `Cache<V>` with no bound), whose methods are never run because the crate does not
 /// compile: [`assert_cache_value`] has reported the value type once, and the uses of the
 /// cache add no error of their own (autoref specialization).
@@ -382,3 +400,37 @@ pub trait CacheNever<V: 'static>: Sized {
 }
 
 impl<V: 'static> CacheNever<V> for Cache<V> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_arguments_of_self() {
+        assert_eq!(self_type_args("app::Repo"), None);
+        assert_eq!(self_type_args("app::Parser<'_>"), None);
+        assert_eq!(self_type_args("app::Pair<'_, '_>"), None);
+        assert_eq!(
+            self_type_args("app::Holder<u8>"),
+            Some(("app::Holder", "<u8>"))
+        );
+        assert_eq!(
+            self_type_args("app::Holder<'_, alloc::vec::Vec<u8>>"),
+            Some(("app::Holder", "<'_, alloc::vec::Vec<u8>>"))
+        );
+        assert_eq!(method_cache_name("app::Repo", "load"), "app::Repo::load");
+        assert_eq!(
+            method_cache_name("app::Holder<u8>", "get"),
+            "app::Holder::get"
+        );
+        static SEEN: SelfTypeArgs = SelfTypeArgs::new();
+        let mut buf = KeyBuf::new();
+        assert!(!SEEN.push(&mut buf, "app::Repo"));
+        assert!(!SEEN.push(&mut buf, "app::Parser<'_>"));
+        assert!(SEEN.push(&mut buf, "app::Holder<u8, u16>"));
+        assert_eq!(buf.as_str(), r"<u8\, u16>");
+        assert!(SEEN.push(&mut buf, "app::Holder<u8, u16>"));
+        assert!(SEEN.push(&mut buf, "app::Holder<u8>"));
+        assert_eq!(buf.as_str(), r"<u8\, u16><u8\, u16><u8>");
+    }
+}
