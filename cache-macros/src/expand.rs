@@ -4,15 +4,20 @@
 //!
 //! ```text
 //! fn f(args) -> R {
-//!     thread_local!(static FRONT);                  // this thread's front table
-//!     let args = encode(args or key expr);          // once, before the body takes the args
-//!     f::__CACHE.call(&FRONT, args, move || body)   // or call_async(.., async move { body })
+//!     #![inner attributes of the body]
+//!     let front = { thread_local!(static FRONT); &FRONT };   // this thread's front table
+//!     let args = encode([types of a generic fn,] args or key expr);   // before the body moves them
+//!     (&Cache(f::__cache())).call(front, &args, move || body)         // or call_async(..)
 //! }
-//! enum f {}  impl f { fn __cache(); fn key(..); fn invalidate(..); fn stats(); }
+//! enum f {}  impl f { fn __cache(); fn key(..); fn invalidate(..); fn stats(); fn clear_local(); }
 //! ```
 //!
 //! A method (a `self` receiver) keeps its cache in a hidden associated function and gets
-//! `f_key`, `f_invalidate`, `f_stats` beside it.
+//! `f_key`, `f_invalidate`, `f_stats`, `f_clear_local` beside it; its keys start with the type
+//! arguments of `Self` when it is generic. `Cache(..)` picks `CachedFn`'s methods only when the
+//! value type can be cached (see `__private::Cache`), so that a wrong one is a single error.
+//! Generated locals are `Span::mixed_site()` identifiers; on bad arguments the function is
+//! expanded without them, plus the errors.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
