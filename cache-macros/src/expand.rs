@@ -343,12 +343,14 @@ impl Gen<'_> {
     }
 
     /// Whether refreshes of this async function run in a spawned task: it has `stale` or
-    /// `refresh = early`, and every parameter is owned (no reference, lifetime, `impl Trait` or
-    /// `self`), so its body can outlive the call that started the refresh. Otherwise the picked
-    /// caller refreshes inline.
+    /// `refresh = early`, no type parameter, and every parameter is owned (no reference,
+    /// lifetime, `impl Trait` or `self`), so its body can outlive the call that started the
+    /// refresh. Otherwise the picked caller refreshes inline.
     fn refreshes_in_background(&self) -> bool {
         let refreshes = self.args.stale.is_some() || self.args.refresh_early.is_some();
+        // A type parameter may not be `Send + 'static`, which a spawned refresh needs.
         refreshes
+            && self.shape.type_params.is_empty()
             && self.function.sig.inputs.iter().all(|arg| match arg {
                 FnArg::Receiver(_) => false,
                 FnArg::Typed(typed) => {

@@ -48,3 +48,15 @@ fn main() {
     runtime.block_on(holder.label_invalidate());
     assert_eq!(Holder::<String>::label_stats().misses, 1);
 }
+
+/// An async generic function with `stale`: its refresh runs inline (a type parameter need not
+/// be `Send + 'static`, which a spawned refresh would need).
+#[cached(ttl = 60, stale = 30, key = value.to_string())]
+async fn stale_show<T: Display>(value: T) -> String {
+    format!("{value}")
+}
+
+#[allow(dead_code)]
+async fn uses_stale_show() -> String {
+    stale_show(std::rc::Rc::new(1)).await
+}
