@@ -56,10 +56,10 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let (mut args, mut errors) = CachedArgs::parse(args);
     let shape = attr::validate(&function.sig, &mut args, &mut errors);
-    if shape.broken {
-        let error = errors.finish().expect_err("a broken shape was reported");
-        return with_errors(function.into_token_stream(), error);
-    }
+    let errors = match (shape.broken, errors.finish()) {
+        (true, Err(error)) => return with_errors(function.into_token_stream(), error),
+        (_, errors) => errors,
+    };
     if shape.force_local {
         args.local = true;
     }
@@ -89,7 +89,7 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     // Bad arguments were dropped: the expansion with the others (or the defaults) keeps `f`
     // and its companions, so callers see only the arguments' errors (tokio's fallback).
-    match errors.finish() {
+    match errors {
         Ok(()) => expanded,
         Err(error) => {
             let errors = error.to_compile_error();
