@@ -269,7 +269,51 @@ fn duration(value: Expr, name: &str, errors: &mut Errors) -> Option<Ttl> {
             errors.at(&value, help);
             None
         }
+        _ if is_zero_duration(&value) => {
+            let message = if name == "ttl" {
+                "`ttl` must be more than zero; to keep entries until they are evicted, leave `ttl` out".to_owned()
+            } else {
+                format!("`{name}` must be more than zero")
+            };
+            errors.at(&value, message);
+            None
+        }
         _ => Some(Ttl::Duration(value)),
+    }
+}
+
+/// `Duration::ZERO` or `Duration::from_secs(0)` (any `from_*` with a literal zero), the
+/// same mistake as `ttl = 0`. A zero the macro cannot see is logged at run time instead.
+fn is_zero_duration(value: &Expr) -> bool {
+    // `Duration::{item}`, as the last two segments of the path.
+    let duration_item = |path: &syn::Path| {
+        let names: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        match names.as_slice() {
+            [.., ty, item] if ty == "Duration" => Some(item.clone()),
+            _ => None,
+        }
+    };
+    match value {
+        Expr::Path(path) => duration_item(&path.path).as_deref() == Some("ZERO"),
+        Expr::Call(call) if call.args.len() == 1 => {
+            let Expr::Path(func) = &*call.func else {
+                return false;
+            };
+            let constructor =
+                duration_item(&func.path).is_some_and(|name| name.starts_with("from_"));
+            let zero = match &call.args[0] {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Int(int), ..
+                }) => int.base10_parse::<u64>().ok() == Some(0),
+                Expr::Lit(ExprLit {
+                    lit: Lit::Float(float),
+                    ..
+                }) => float.base10_parse::<f64>().ok() == Some(0.0),
+                _ => false,
+            };
+            constructor && zero
+        }
+        _ => false,
     }
 }
 
@@ -365,61 +409,155 @@ fn crate_path(value: Expr, errors: &mut Errors) -> Option<Path> {
 pub(crate) struct FnShape {
     /// Has a `self` receiver (or mentions `Self`): companions become associated functions.
     pub(crate) in_impl: bool,
+    /// The function's own type parameters (only allowed with `key = ...`).
+    pub(crate) type_params: Vec<syn::Ident>,
+    /// Returns a `&'static` reference without `local`: reported, then expanded as `local` so
+    /// that callers and companions see no second error.
+    pub(crate) force_local: bool,
+    /// The function itself cannot be cached as written (not just one argument): only the
+    /// user's item and the errors are emitted, since an expansion would add errors of its own.
+    pub(crate) broken: bool,
 }
 
-/// Checks the rules that involve the function and the arguments together.
-pub(crate) fn validate(sig: &Signature, args: &CachedArgs, errors: &mut Errors) -> FnShape {
-    if let Some(constness) = &sig.constness {
-        errors.at(constness, "`#[cached]` cannot be used on a `const fn`");
+/// Errors about the function's shape, which stop the expansion.
+struct ShapeErrors<'a> {
+    errors: &'a mut Errors,
+    broken: bool,
+}
+
+impl ShapeErrors<'_> {
+    fn at(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+        self.errors.at(tokens, message);
+        self.broken = true;
     }
+}
+
+/// Checks the rules that involve the function and the arguments together. An argument that
+/// breaks a rule between arguments is reported and dropped from `args`, so that the expansion
+/// still goes on with the others (and callers of the companions see no second error).
+pub(crate) fn validate(sig: &Signature, args: &mut CachedArgs, errors: &mut Errors) -> FnShape {
+    cross_argument_rules(sig, args, errors);
+    let mut shape = ShapeErrors {
+        errors,
+        broken: false,
+    };
+    if let Some(constness) = &sig.constness {
+        shape.at(constness, "`#[cached]` cannot be used on a `const fn`");
+    }
+    let mut type_params = Vec::new();
     for param in &sig.generics.params {
         match param {
             syn::GenericParam::Lifetime(_) => {}
-            other => errors.at(
-                other,
-                "`#[cached]` does not support type or const generic parameters: one cache \
-                 cannot hold values of several types; cache a non-generic wrapper instead",
+            syn::GenericParam::Type(ty) if args.key.is_some() => type_params.push(ty.ident.clone()),
+            syn::GenericParam::Type(_) => shape.at(
+                param,
+                "`#[cached]` on a generic function needs `key = ...`: say what identifies a \
+                 call, e.g. `#[cached(key = value.to_string())]` (each concrete type gets its \
+                 own entries)",
+            ),
+            syn::GenericParam::Const(_) => shape.at(
+                param,
+                "`#[cached]` does not support const generic parameters; take the value as an \
+                 argument instead",
             ),
         }
     }
     if let Some(variadic) = &sig.variadic {
-        errors.at(variadic, "`#[cached]` does not support variadic functions");
+        shape.at(variadic, "`#[cached]` does not support variadic functions");
     }
     let receiver = sig.inputs.iter().find_map(|arg| match arg {
         FnArg::Receiver(r) => Some(r),
         FnArg::Typed(_) => None,
     });
     if let (Some(receiver), None) = (receiver, &args.key) {
-        errors.at(
+        shape.at(
             receiver,
             "`#[cached]` on a method needs `key = ...`: the cache cannot tell calls on different \
              `self` values apart; e.g. `#[cached(key = (self.id, n))]`",
         );
     }
-    if args.key.is_none() {
-        for arg in &sig.inputs {
-            if let FnArg::Typed(typed) = arg {
-                if !matches!(&*typed.pat, Pat::Ident(_)) {
-                    errors.at(
-                        &typed.pat,
-                        "`#[cached]` builds the key from named parameters; give this one a name \
-                         or choose the key with `key = ...`",
-                    );
+    for arg in &sig.inputs {
+        let FnArg::Typed(typed) = arg else { continue };
+        if let Some(mutable) = mutable_reference(&typed.ty) {
+            shape.at(
+                mutable,
+                "`#[cached]` cannot take a `&mut` parameter: a cache hit skips the body, so the \
+                 mutation would happen only on a miss; take `&` and return the new value, or \
+                 mutate outside the cached function",
+            );
+        } else if args.key.is_none() && !matches!(&*typed.pat, Pat::Ident(_)) {
+            shape.at(
+                &typed.pat,
+                "`#[cached]` builds the key from named parameters; give this one a name or \
+                 choose the key with `key = ...`",
+            );
+        }
+    }
+    let mut force_local = false;
+    match &sig.output {
+        syn::ReturnType::Default => shape.at(
+            sig.ident.clone(),
+            "`#[cached]` needs a return value to cache; this function returns `()`",
+        ),
+        syn::ReturnType::Type(_, ty) => {
+            let tokens = quote::quote!(#ty);
+            let value = crate::expand::value_type(ty);
+            if let syn::Type::ImplTrait(_) = &**ty {
+                shape.at(
+                    ty,
+                    "`#[cached]` cannot store an `impl Trait` return value; name the type",
+                );
+            } else if mentions_self(&tokens) {
+                shape.at(
+                    ty,
+                    "`#[cached]` cannot name `Self` in the return type; write the type out",
+                );
+            } else if let Some(param) = type_params.iter().find(|p| mentions_ident(&tokens, p)) {
+                shape.at(
+                    ty,
+                    format!(
+                        "`#[cached]` cannot cache a value whose type depends on the type \
+                         parameter `{param}`: one cache holds one value type; return a \
+                         concrete type"
+                    ),
+                );
+            } else if let (syn::Type::Reference(reference), false) = (&value, args.local) {
+                shape.errors.at(
+                    &value,
+                    "`#[cached]` cannot store a reference in Redis: return an owned value \
+                     (`String` for `&str`, `Vec<T>` for `&[T]`), or write `#[cached(local)]` to \
+                     keep `&'static` values in memory only",
+                );
+                match &reference.lifetime {
+                    Some(lifetime) if lifetime.ident == "static" => force_local = true,
+                    _ => shape.broken = true,
                 }
             }
         }
     }
-    let needs_ttl = [
-        args.jitter.as_ref().map(|_| "jitter"),
-        args.refresh_early.as_ref().map(|_| "refresh"),
-        args.stale.as_ref().map(|_| "stale"),
-    ];
+    let in_impl = receiver.is_some() || mentions_self(&quote::quote!(#sig));
+    FnShape {
+        in_impl,
+        type_params,
+        force_local,
+        broken: shape.broken,
+    }
+}
+
+/// The rules between arguments: each offending argument is reported and dropped.
+fn cross_argument_rules(sig: &Signature, args: &mut CachedArgs, errors: &mut Errors) {
     if args.ttl.is_none() {
-        for name in needs_ttl.into_iter().flatten() {
-            errors.at(
-                sig.ident.clone(),
-                format!("`{name}` needs a `ttl`: entries without one never expire"),
-            );
+        let message =
+            |name: &str| format!("`{name}` needs a `ttl`: entries without one never expire");
+        if args.jitter.take().is_some() {
+            errors.at(sig.ident.clone(), message("jitter"));
+        }
+        if args.refresh_early.take().is_some() {
+            errors.at(sig.ident.clone(), message("refresh"));
+            args.beta = None;
+        }
+        if args.stale.take().is_some() {
+            errors.at(sig.ident.clone(), message("stale"));
         }
     }
     if let (Some(lock), true) = (&args.lock, args.local) {
@@ -427,34 +565,43 @@ pub(crate) fn validate(sig: &Signature, args: &CachedArgs, errors: &mut Errors) 
             lock,
             "`lock` coordinates processes through Redis, which a `local` function never uses",
         );
+        args.lock = None;
+        args.lock_timeout = None;
     }
     if let (Some((_, at)), None) = (&args.lock_timeout, &args.lock) {
         errors.at(at, "`lock_timeout` needs `lock`");
+        args.lock_timeout = None;
     }
     if let (Some((_, at)), None) = (&args.beta, &args.refresh_early) {
         errors.at(at, "`beta` tunes `refresh = early`, which is not set");
+        args.beta = None;
     }
-    match &sig.output {
-        syn::ReturnType::Default => errors.at(
-            sig.ident.clone(),
-            "`#[cached]` needs a return value to cache; this function returns `()`",
-        ),
-        syn::ReturnType::Type(_, ty) => {
-            if let syn::Type::ImplTrait(_) = &**ty {
-                errors.at(
-                    ty,
-                    "`#[cached]` cannot store an `impl Trait` return value; name the type",
-                );
-            } else if mentions_self(&quote::quote!(#ty)) {
-                errors.at(
-                    ty,
-                    "`#[cached]` cannot name `Self` in the return type; write the type out",
-                );
+}
+
+/// The `&mut` in a parameter's type, anywhere in it (`&mut T`, `Option<&mut T>`, ...).
+fn mutable_reference(ty: &syn::Type) -> Option<proc_macro2::TokenStream> {
+    struct Find(Option<proc_macro2::TokenStream>);
+    impl<'ast> syn::visit::Visit<'ast> for Find {
+        fn visit_type_reference(&mut self, reference: &'ast syn::TypeReference) {
+            if let (None, Some(mutability)) = (&self.0, &reference.mutability) {
+                let and = &reference.and_token;
+                self.0 = Some(quote::quote!(#and #mutability));
             }
+            syn::visit::visit_type_reference(self, reference);
         }
     }
-    let in_impl = receiver.is_some() || mentions_self(&quote::quote!(#sig));
-    FnShape { in_impl }
+    let mut find = Find(None);
+    syn::visit::Visit::visit_type(&mut find, ty);
+    find.0
+}
+
+/// Whether the identifier `name` appears anywhere in `tokens`.
+fn mentions_ident(tokens: &proc_macro2::TokenStream, name: &syn::Ident) -> bool {
+    tokens.clone().into_iter().any(|tree| match tree {
+        proc_macro2::TokenTree::Ident(ident) => ident == *name,
+        proc_macro2::TokenTree::Group(group) => mentions_ident(&group.stream(), name),
+        _ => false,
+    })
 }
 
 /// Whether `Self` appears anywhere in `tokens`.

@@ -4,15 +4,20 @@
 //!
 //! ```text
 //! fn f(args) -> R {
-//!     thread_local!(static FRONT);                  // this thread's front table
-//!     let args = encode(args or key expr);          // once, before the body takes the args
-//!     f::__CACHE.call(&FRONT, args, move || body)   // or call_async(.., async move { body })
+//!     #![inner attributes of the body]
+//!     let front = { thread_local!(static FRONT); &FRONT };   // this thread's front table
+//!     let args = encode([types of a generic fn,] args or key expr);   // before the body moves them
+//!     (&Cache(f::__cache())).call(front, &args, move || body)         // or call_async(..)
 //! }
-//! enum f {}  impl f { fn __cache(); fn key(..); fn invalidate(..); fn stats(); }
+//! enum f {}  impl f { fn __cache(); fn key(..); fn invalidate(..); fn stats(); fn clear_local(); }
 //! ```
 //!
 //! A method (a `self` receiver) keeps its cache in a hidden associated function and gets
-//! `f_key`, `f_invalidate`, `f_stats` beside it.
+//! `f_key`, `f_invalidate`, `f_stats`, `f_clear_local` beside it; its keys start with the type
+//! arguments of `Self` when it is generic. `Cache(..)` picks `CachedFn`'s methods only when the
+//! value type can be cached (see `__private::Cache`), so that a wrong one is a single error.
+//! Generated locals are `Span::mixed_site()` identifiers; on bad arguments the function is
+//! expanded without them, plus the errors.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -36,40 +41,60 @@ enum Mode {
 pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
-        Err(_) => {
-            let error = syn::Error::new(
-                Span::call_site(),
-                "`#[cached]` goes on a function or a method",
-            );
+        Err(error) => {
+            // Another kind of item gets our message; a function that does not parse keeps
+            // syn's own error, which points into it.
+            let error = match syn::parse2::<syn::Item>(item.clone()) {
+                Ok(_) => syn::Error::new(
+                    Span::call_site(),
+                    "`#[cached]` goes on a function or a method",
+                ),
+                Err(_) => error,
+            };
             return with_errors(item, error);
         }
     };
-    let (args, mut errors) = CachedArgs::parse(args);
-    let shape = attr::validate(&function.sig, &args, &mut errors);
-    if let Err(error) = errors.finish() {
-        return with_errors(function.into_token_stream(), error);
+    let (mut args, mut errors) = CachedArgs::parse(args);
+    let shape = attr::validate(&function.sig, &mut args, &mut errors);
+    let errors = match (shape.broken, errors.finish()) {
+        (true, Err(error)) => return with_errors(function.into_token_stream(), error),
+        (_, errors) => errors,
+    };
+    if shape.force_local {
+        args.local = true;
     }
     let output = match &function.sig.output {
         ReturnType::Type(_, ty) => (**ty).clone(),
         ReturnType::Default => unreachable!("validate rejects functions returning ()"),
     };
     let (mode, value) = analyze(&output);
+    let rt = args
+        .krate
+        .clone()
+        .map(|path| quote!(#path))
+        .unwrap_or_else(|| quote!(::cache_runtime));
     let gen = Gen {
-        rt: args
-            .krate
-            .clone()
-            .map(|path| quote!(#path))
-            .unwrap_or_else(|| quote!(::cache_runtime)),
+        rt,
         function: &function,
         args: &args,
+        shape: &shape,
         output,
         value,
         mode,
     };
-    if shape.in_impl {
+    let expanded = if shape.in_impl {
         gen.method()
     } else {
         gen.free()
+    };
+    // Bad arguments were dropped: the expansion with the others (or the defaults) keeps `f`
+    // and its companions, so callers see only the arguments' errors (tokio's fallback).
+    match errors {
+        Ok(()) => expanded,
+        Err(error) => {
+            let errors = error.to_compile_error();
+            quote!(#expanded #errors)
+        }
     }
 }
 
@@ -78,6 +103,17 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 fn with_errors(item: TokenStream, error: syn::Error) -> TokenStream {
     let errors = error.to_compile_error();
     quote!(#item #errors)
+}
+
+/// The type a function's cache holds (`T` of a `Result<T, E>` or `Option<T>`).
+pub(crate) fn value_type(output: &Type) -> Type {
+    analyze(output).1
+}
+
+/// A generated local or static: `Span::mixed_site()` keeps it apart from the user's names
+/// (a parameter called `__cache_buf` stays the user's).
+fn local(name: &str) -> syn::Ident {
+    syn::Ident::new(name, Span::mixed_site())
 }
 
 /// `Result<T, E>` / `Option<T>` (by their last path segment, so `io::Result<T>` works) cache
@@ -101,18 +137,27 @@ struct Gen<'a> {
     rt: TokenStream,
     function: &'a ItemFn,
     args: &'a CachedArgs,
+    shape: &'a attr::FnShape,
     output: Type,
     value: Type,
     mode: Mode,
 }
 
 impl Gen<'_> {
+    /// The user's outer attributes (kept before the signature) and inner ones (`#![..]` at
+    /// the top of the body, which syn moves into `attrs`: they go back inside the body).
+    fn attrs(&self) -> (Vec<&syn::Attribute>, Vec<&syn::Attribute>) {
+        self.function
+            .attrs
+            .iter()
+            .partition(|attr| matches!(attr.style, syn::AttrStyle::Outer))
+    }
+
     fn free(&self) -> TokenStream {
-        let ItemFn {
-            attrs, vis, sig, ..
-        } = self.function;
+        let ItemFn { vis, sig, .. } = self.function;
+        let (outer, _) = self.attrs();
         let ident = &sig.ident;
-        let cache = quote!(#ident::__cache());
+        let cache = self.cache(quote!(#ident::__cache()));
         let body = self.body(&cache);
         let accessor = self.accessor(
             &format_ident!("__cache"),
@@ -127,7 +172,7 @@ impl Gen<'_> {
         // An uninhabited enum holds the companions: `f::key(..)` reads like a module path, but
         // unlike a module it resolves names in the function's own scope (also inside a block).
         quote! {
-            #(#attrs)*
+            #(#outer)*
             #vis #sig #body
 
             #[doc = #doc]
@@ -141,42 +186,70 @@ impl Gen<'_> {
         }
     }
 
-    /// A hidden associated function owning the function's cache in a `static`.
+    /// A hidden associated function owning the function's cache in a `static`. In a generic
+    /// function or an `impl` whose `Self` may be generic, every instantiation shares it: the
+    /// concrete types are the first part of each key (see `encode_key`).
     fn accessor(&self, accessor: &syn::Ident, default_name: TokenStream) -> TokenStream {
         let rt = &self.rt;
         let value = &self.value;
         let settings = self.settings(default_name);
         let codec = self.codec();
+        let cache = local("__CACHE");
+        // The one check of the value type, at the return type; the cache's methods are picked
+        // only when it passes (see `__private::Cache`), so nothing else repeats the error.
+        let check = quote_spanned!(value.span()=> #rt::__private::assert_cache_value::<#value>(););
         quote! {
             #[doc(hidden)]
             fn #accessor() -> &'static #rt::__private::CachedFn<#value> {
-                static __CACHE: ::std::sync::OnceLock<#rt::__private::CachedFn<#value>> =
+                static #cache: ::std::sync::OnceLock<#rt::__private::CachedFn<#value>> =
                     ::std::sync::OnceLock::new();
-                __CACHE.get_or_init(|| #rt::__private::CachedFn::new(#settings, #codec))
+                #cache.get_or_init(|| {
+                    use #rt::__private::{BuildCache as _, BuildNever as _};
+                    #check
+                    (&#rt::__private::Build(::core::marker::PhantomData::<#value>))
+                        .build(#rt::__private::checked_settings(#settings), #codec)
+                })
             }
         }
     }
 
     fn method(&self) -> TokenStream {
-        let ItemFn {
-            attrs, vis, sig, ..
-        } = self.function;
+        let ItemFn { vis, sig, .. } = self.function;
+        let (outer, _) = self.attrs();
         let accessor_name = format_ident!("__cache_{}", sig.ident);
-        let cache = quote!(Self::#accessor_name());
+        let cache = self.cache(quote!(Self::#accessor_name()));
         let body = self.body(&cache);
         let fn_name = sig.ident.to_string();
+        let rt = &self.rt;
         let accessor = self.accessor(
             &accessor_name,
-            quote!(::std::format!("{}::{}", ::core::any::type_name::<Self>(), #fn_name)),
+            quote!(#rt::__private::method_cache_name(
+                ::core::any::type_name::<Self>(),
+                #fn_name
+            )),
         );
         let companions = self.companions(&cache, &quote!(#vis), &format!("{}_", sig.ident));
         quote! {
-            #(#attrs)*
+            #(#outer)*
             #vis #sig #body
 
             #accessor
             #companions
         }
+    }
+
+    /// The cache as generated code calls it: `(&Cache(accessor())).call(..)` picks
+    /// `CachedFn`'s methods when the value type can be cached, stand-ins otherwise (see
+    /// `__private::Cache`). The traits come into scope with [`Gen::uses`].
+    fn cache(&self, accessor: TokenStream) -> TokenStream {
+        let rt = &self.rt;
+        quote!((&#rt::__private::Cache(#accessor)))
+    }
+
+    /// Brings the cache's methods into scope (unnamed, so they shadow nothing).
+    fn uses(&self) -> TokenStream {
+        let rt = &self.rt;
+        quote!(use #rt::__private::{CacheCalls as _, CacheNever as _};)
     }
 
     /// The new function body: front table, key, then the layered call around the old body.
@@ -185,15 +258,28 @@ impl Gen<'_> {
         let value = &self.value;
         let output = &self.output;
         let block = &self.function.block;
+        let (_, inner) = self.attrs();
+        let uses = self.uses();
         let encode = self.encode_key();
-        let front = quote! {
-            ::std::thread_local! {
-                static __CACHE_FRONT: #rt::__private::Front<#value> =
-                    const { #rt::__private::Front::new() };
-            }
+        let (front, args, out) = (
+            local("__cache_front"),
+            local("__cache_args"),
+            local("__cache_out"),
+        );
+        let front_static = local("__CACHE_FRONT");
+        // The thread-local lives in a block of its own, where neither the key expression nor
+        // the body can see its name.
+        let declare_front = quote! {
+            let #front: &'static #rt::__private::FrontKey<#value> = {
+                ::std::thread_local! {
+                    static #front_static: #rt::__private::Front<#value> =
+                        const { #rt::__private::Front::new() };
+                }
+                &#front_static
+            };
         };
         let call = if self.function.sig.asyncness.is_some() {
-            let future = quote!(async move { let __cache_out: #output = #block; __cache_out });
+            let future = quote!(async move { let #out: #output = #block; #out });
             let call_async = if self.refreshes_in_background() {
                 quote!(call_async_detached)
             } else {
@@ -201,12 +287,12 @@ impl Gen<'_> {
             };
             match self.mode {
                 Mode::Wrapped => {
-                    quote!(#cache.#call_async(&__CACHE_FRONT, &__cache_args, #future).await)
+                    quote!(#cache.#call_async(#front, &#args, #future).await)
                 }
                 Mode::Plain => quote! {
                     #cache.#call_async(
-                        &__CACHE_FRONT,
-                        &__cache_args,
+                        #front,
+                        &#args,
                         async move { #rt::__private::Plain(#future.await) },
                     ).await.0
                 },
@@ -216,14 +302,13 @@ impl Gen<'_> {
             if let Some(param) = self.single_integer_param() {
                 // Hits probe the front table with the integer itself; the text key is encoded
                 // only on a miss.
-                let encode = self.encode_key();
                 let call = match self.mode {
                     Mode::Wrapped => quote! {
-                        #cache.call_int(&__CACHE_FRONT, #param as u64, || #encode, #closure)
+                        #cache.call_int(#front, #param as u64, || #encode, #closure)
                     },
                     Mode::Plain => quote! {
                         #cache.call_int(
-                            &__CACHE_FRONT,
+                            #front,
                             #param as u64,
                             || #encode,
                             move || #rt::__private::Plain((#closure)()),
@@ -231,35 +316,41 @@ impl Gen<'_> {
                     },
                 };
                 return quote!({
-                    #front
+                    #(#inner)*
+                    #uses
+                    #declare_front
                     #call
                 });
             }
             match self.mode {
-                Mode::Wrapped => quote!(#cache.call(&__CACHE_FRONT, &__cache_args, #closure)),
+                Mode::Wrapped => quote!(#cache.call(#front, &#args, #closure)),
                 Mode::Plain => quote! {
                     #cache.call(
-                        &__CACHE_FRONT,
-                        &__cache_args,
+                        #front,
+                        &#args,
                         move || #rt::__private::Plain((#closure)()),
                     ).0
                 },
             }
         };
         quote!({
-            #front
-            let __cache_args = #encode;
+            #(#inner)*
+            #uses
+            #declare_front
+            let #args = #encode;
             #call
         })
     }
 
     /// Whether refreshes of this async function run in a spawned task: it has `stale` or
-    /// `refresh = early`, and every parameter is owned (no reference, lifetime, `impl Trait` or
-    /// `self`), so its body can outlive the call that started the refresh. Otherwise the picked
-    /// caller refreshes inline.
+    /// `refresh = early`, no type parameter, and every parameter is owned (no reference,
+    /// lifetime, `impl Trait` or `self`), so its body can outlive the call that started the
+    /// refresh. Otherwise the picked caller refreshes inline.
     fn refreshes_in_background(&self) -> bool {
         let refreshes = self.args.stale.is_some() || self.args.refresh_early.is_some();
+        // A type parameter may not be `Send + 'static`, which a spawned refresh needs.
         refreshes
+            && self.shape.type_params.is_empty()
             && self.function.sig.inputs.iter().all(|arg| match arg {
                 FnArg::Receiver(_) => false,
                 FnArg::Typed(typed) => {
@@ -290,12 +381,48 @@ impl Gen<'_> {
             .then(|| pat.ident.clone())
     }
 
-    /// Encodes the key: the `key = ...` expression, or every named parameter in order.
+    /// Encodes the key: the `key = ...` expression, or every named parameter in order. In a
+    /// generic function the concrete type parameters come first, and in an `impl` block the
+    /// type arguments of a generic `Self` (nothing for a non-generic one, whose keys are as
+    /// before): one static serves every instantiation, so the types must tell their entries,
+    /// front-table slots and Redis keys apart.
     fn encode_key(&self) -> TokenStream {
         let rt = &self.rt;
+        let buf = local("__cache_buf");
+        let first = local("__cache_first");
+        let mut types = TokenStream::new();
+        if self.shape.in_impl {
+            let seen = local("__CACHE_SELF_TYPES");
+            types.extend(quote! {
+                let #first = !{
+                    static #seen: #rt::__private::SelfTypeArgs =
+                        #rt::__private::SelfTypeArgs::new();
+                    #seen.push(&mut #buf, ::core::any::type_name::<Self>())
+                };
+            });
+        } else {
+            types.extend(quote!(let #first = true;));
+        }
+        if !self.shape.type_params.is_empty() {
+            let params = &self.shape.type_params;
+            let params = match params.as_slice() {
+                [one] => quote!(#one),
+                several => quote!((#(#several),*)),
+            };
+            types.extend(quote! {
+                #rt::__private::push_arg(
+                    &mut #buf,
+                    #first,
+                    ::core::any::type_name::<#params>(),
+                );
+                let #first = false;
+            });
+        }
         let pushes = match &self.args.key {
             Some(expr) => {
-                quote_spanned!(expr.span()=> #rt::__private::push_arg(&mut __cache_buf, true, &(#expr));)
+                // Spanned at the expression, so that a `KeyPart` error points at it; `#buf`
+                // and `#first` keep their own (mixed-site) spans.
+                quote_spanned!(expr.span()=> #rt::__private::push_arg(&mut #buf, #first, &(#expr));)
             }
             None => {
                 let names: Vec<_> = self
@@ -312,20 +439,21 @@ impl Gen<'_> {
                     })
                     .collect();
                 if names.is_empty() {
-                    quote!(#rt::__private::push_arg(&mut __cache_buf, true, &());)
+                    quote!(#rt::__private::push_arg(&mut #buf, #first, &());)
                 } else {
                     let pushes = names.iter().enumerate().map(|(i, name)| {
-                        let first = i == 0;
-                        quote_spanned!(name.span()=> #rt::__private::push_arg(&mut __cache_buf, #first, &#name);)
+                        let first = if i == 0 { quote!(#first) } else { quote!(false) };
+                        quote_spanned!(name.span()=> #rt::__private::push_arg(&mut #buf, #first, &#name);)
                     });
                     quote!(#(#pushes)*)
                 }
             }
         };
         quote!({
-            let mut __cache_buf = #rt::__private::KeyBuf::new();
+            let mut #buf = #rt::__private::KeyBuf::new();
+            #types
             #pushes
-            __cache_buf
+            #buf
         })
     }
 
@@ -395,7 +523,10 @@ impl Gen<'_> {
         let rt = &self.rt;
         let sig = &self.function.sig;
         let generics = &sig.generics;
+        let where_clause = &sig.generics.where_clause;
         let inputs = &sig.inputs;
+        let args = local("__cache_args");
+        let uses = self.uses();
         let fn_name = &sig.ident;
         let key = format_ident!("{prefix}key");
         let invalidate = format_ident!("{prefix}invalidate");
@@ -404,16 +535,18 @@ impl Gen<'_> {
         let encode = self.encode_key();
         let invalidate_fn = if sig.asyncness.is_some() {
             quote! {
-                #vis async fn #invalidate #generics(#inputs) {
-                    let __cache_args = #encode;
-                    #cache.invalidate_async(__cache_args).await
+                #vis async fn #invalidate #generics(#inputs) #where_clause {
+                    #uses
+                    let #args = #encode;
+                    #cache.invalidate_async(#args).await
                 }
             }
         } else {
             quote! {
-                #vis fn #invalidate #generics(#inputs) {
-                    let __cache_args = #encode;
-                    #cache.invalidate(__cache_args)
+                #vis fn #invalidate #generics(#inputs) #where_clause {
+                    #uses
+                    let #args = #encode;
+                    #cache.invalidate(#args)
                 }
             }
         };
@@ -427,23 +560,26 @@ impl Gen<'_> {
         );
         quote! {
             #[doc = #key_doc]
-            #[allow(unused_variables, unused_mut, clippy::needless_pass_by_value)]
-            #vis fn #key #generics(#inputs) -> #rt::__private::Key {
-                let __cache_args = #encode;
-                #cache.key(__cache_args)
+            #[allow(unused_variables, unused_mut, non_snake_case, clippy::needless_pass_by_value)]
+            #vis fn #key #generics(#inputs) -> #rt::__private::Key #where_clause {
+                #uses
+                let #args = #encode;
+                #cache.key(#args)
             }
 
             #[doc = #invalidate_doc]
-            #[allow(unused_variables, unused_mut, clippy::needless_pass_by_value)]
+            #[allow(unused_variables, unused_mut, non_snake_case, clippy::needless_pass_by_value)]
             #invalidate_fn
 
             #[doc = #stats_doc]
             #vis fn #stats() -> #rt::__private::Stats {
+                #uses
                 #cache.stats()
             }
 
             #[doc = #clear_doc]
             #vis fn #clear_local() {
+                #uses
                 #cache.clear_local()
             }
         }

@@ -1,6 +1,8 @@
 //! The only items generated code touches. Not part of the public API: no stability promise.
 
+use std::future::Future;
 pub use std::sync::LazyLock;
+use std::sync::OnceLock;
 pub use std::time::Duration;
 
 pub use crate::freshness::Lifetime;
@@ -18,6 +20,21 @@ pub const fn ttl_secs(secs: u64) -> Option<Duration> {
 /// `ttl = <Duration expression>`.
 pub fn ttl_duration(ttl: Duration) -> Option<Duration> {
     Some(ttl)
+}
+
+/// The settings of one function, checked once as its cache is built: a zero `ttl` (a
+/// `Duration` expression the macro could not read, e.g. `Duration::from_millis(ZERO)`) would
+/// make every entry expire at once, so that every call runs the body — the mistake `ttl = 0`
+/// is a compile error for. It is logged once per function with `tracing::warn!`.
+pub fn checked_settings(settings: Settings) -> Settings {
+    if settings.lifetime.ttl == Some(Duration::ZERO) {
+        tracing::warn!(
+            name = %settings.name,
+            "`ttl` is zero: every entry expires at once and every call runs the body; \
+             leave `ttl` out to keep entries until they are evicted"
+        );
+    }
+    settings
 }
 
 /// A value that can go to Redis. Only here so that a missing serde impl is reported with a
@@ -50,4 +67,370 @@ pub fn push_arg<T: KeyPart + ?Sized>(buf: &mut KeyBuf, first: bool, arg: &T) {
         buf.separator();
     }
     arg.encode_key(buf);
+}
+
+/// The type arguments of a generic `Self`, as `type_name` prints them (`<u8>` of
+/// `app::Holder<u8>`); `None` for a type without any, or with lifetimes only (`Parser<'_>`),
+/// whose instantiations are one type to the cache.
+fn self_type_args(type_name: &str) -> Option<(&str, &str)> {
+    if !type_name.ends_with('>') {
+        return None;
+    }
+    // `Self` is a nominal type: no `<` comes before its own argument list. (Byte loops: these
+    // names are short, and `str::find` costs more than the scan on them.)
+    let open = type_name.bytes().position(|b| b == b'<')?;
+    let (path, args) = type_name.split_at(open);
+    let lifetimes_only = args.bytes().any(|b| b == b'\'')
+        && args[1..args.len() - 1]
+            .split(',')
+            .all(|arg| arg.trim() == "'_");
+    (!lifetimes_only).then_some((path, args))
+}
+
+/// The encoded type arguments of each generic `Self` one method has seen, so that a call
+/// copies them into its key instead of parsing and escaping `type_name` each time. An
+/// append-only list (instantiations are few), one per expansion.
+pub struct SelfTypeArgs {
+    head: OnceLock<&'static SelfTypeNode>,
+}
+
+struct SelfTypeNode {
+    type_name: &'static str,
+    /// The key part, already escaped; `None` for a `Self` with lifetimes only.
+    encoded: Option<String>,
+    next: OnceLock<&'static SelfTypeNode>,
+}
+
+impl SelfTypeNode {
+    fn is(&self, type_name: &'static str) -> bool {
+        std::ptr::eq(self.type_name, type_name) || self.type_name == type_name
+    }
+}
+
+impl SelfTypeArgs {
+    /// An empty list.
+    pub const fn new() -> Self {
+        SelfTypeArgs {
+            head: OnceLock::new(),
+        }
+    }
+
+    /// Starts the key of a method with the type arguments of `Self` when it is generic, so
+    /// that `Holder<u8>` and `Holder<u16>` never share an entry (the cache, a `static`, is
+    /// shared by every instantiation of the `impl`). Returns whether it wrote a part. A
+    /// non-generic `Self` writes nothing: `ends_with('>')` on the constant `type_name` is all
+    /// its call pays.
+    #[inline]
+    pub fn push(&'static self, buf: &mut KeyBuf, type_name: &'static str) -> bool {
+        if !type_name.ends_with('>') {
+            return false;
+        }
+        match &self.node(type_name).encoded {
+            Some(encoded) => {
+                buf.push_raw(encoded);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn node(&'static self, type_name: &'static str) -> &'static SelfTypeNode {
+        let mut slot = &self.head;
+        loop {
+            match slot.get() {
+                Some(node) if node.is(type_name) => return node,
+                Some(node) => slot = &node.next,
+                None => {
+                    let node: &'static SelfTypeNode = Box::leak(Box::new(SelfTypeNode {
+                        type_name,
+                        encoded: self_type_args(type_name).map(|(_, args)| {
+                            let mut part = KeyBuf::new();
+                            push_arg(&mut part, true, args);
+                            part.as_str().to_owned()
+                        }),
+                        next: OnceLock::new(),
+                    }));
+                    // Another thread may have appended first: then walk on from its node
+                    // (this one is dropped from the list; a few bytes, once).
+                    let _ = slot.set(node);
+                }
+            }
+        }
+    }
+}
+
+impl Default for SelfTypeArgs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The default cache name of a method: `type_name::<Self>()` and the method's name, without
+/// the type arguments of a generic `Self` (they start each key instead, see
+/// [`SelfTypeArgs::push`]), so the name is the same whichever instantiation runs first.
+pub fn method_cache_name(self_type: &str, method: &str) -> String {
+    let path = self_type_args(self_type).map_or(self_type, |(path, _)| path);
+    format!("{path}::{method}")
+}
+
+/// A value a cache can hold: what [`CachedFn`]'s methods require of it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: a cached value must be `Clone + Send + Sync + 'static`",
+    label = "the value type of this cached function",
+    note = "every hit hands out a clone of the stored value, possibly on another thread: derive \
+            `Clone`, or return an `Arc<{Self}>`"
+)]
+pub trait CacheValue: Clone + Send + Sync + 'static {}
+
+impl<V: Clone + Send + Sync + 'static> CacheValue for V {}
+
+/// The one check of the value type (generated once per function, spanned at its return type).
+#[inline(always)]
+pub fn assert_cache_value<V: CacheValue>() {}
+
+/// The cache of one function, as generated code calls it.
+///
+/// Generated code calls its methods as `(&Cache(f)).call(..)`: when the value type is a
+/// [`CacheValue`], [`CacheCalls`] (implemented for `&Cache<V>`) is picked and forwards to
+/// [`CachedFn`]; otherwise method resolution falls through to [`CacheNever`] (implemented
+/// for `Cache<V>` with no bound), whose methods are never run because the crate does not
+/// compile: [`assert_cache_value`] has reported the value type once, and the uses of the
+/// cache add no error of their own (autoref specialization).
+pub struct Cache<V: 'static>(pub &'static CachedFn<V>);
+
+impl<V: 'static> Clone for Cache<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V: 'static> Copy for Cache<V> {}
+
+/// Builds a function's cache, like [`Cache`] picks its methods.
+pub struct Build<V>(pub std::marker::PhantomData<V>);
+
+impl<V> Clone for Build<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V> Copy for Build<V> {}
+
+/// Builds the cache of a function whose value type can be cached.
+pub trait BuildCache<V: 'static> {
+    /// [`CachedFn::new`].
+    fn build(self, settings: Settings, remote: Option<RemoteCodec<V>>) -> CachedFn<V>;
+}
+
+impl<V: CacheValue> BuildCache<V> for &Build<V> {
+    #[inline]
+    fn build(self, settings: Settings, remote: Option<RemoteCodec<V>>) -> CachedFn<V> {
+        CachedFn::new(settings, remote)
+    }
+}
+
+/// The stand-in of [`BuildCache`] for a value type that cannot be cached (never run).
+pub trait BuildNever<V: 'static>: Sized {
+    /// Never run: the value type was reported by [`assert_cache_value`].
+    fn build(self, _: Settings, _: Option<RemoteCodec<V>>) -> CachedFn<V> {
+        unreachable!("the value type was reported as not cacheable")
+    }
+}
+
+impl<V: 'static> BuildNever<V> for Build<V> {}
+
+/// [`CachedFn`]'s methods, for a value type that can be cached.
+#[allow(async_fn_in_trait)]
+pub trait CacheCalls<V: 'static> {
+    /// [`CachedFn::call`].
+    fn call<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        body: impl FnOnce() -> O,
+    ) -> O;
+    /// [`CachedFn::call_int`].
+    fn call_int<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        bits: u64,
+        encode: impl FnOnce() -> KeyBuf,
+        body: impl FnOnce() -> O,
+    ) -> O;
+    /// [`CachedFn::call_async`].
+    async fn call_async<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        body: impl Future<Output = O>,
+    ) -> O;
+    /// [`CachedFn::call_async_detached`].
+    async fn call_async_detached<O, F>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        body: F,
+    ) -> O
+    where
+        O: Outcome<V> + Send + 'static,
+        F: Future<Output = O> + Send + 'static;
+    /// [`CachedFn::key`].
+    fn key(self, args: KeyBuf) -> Key;
+    /// [`CachedFn::invalidate`].
+    fn invalidate(self, args: KeyBuf);
+    /// [`CachedFn::invalidate_async`].
+    async fn invalidate_async(self, args: KeyBuf);
+    /// [`CachedFn::stats`].
+    fn stats(self) -> Stats;
+    /// [`CachedFn::clear_local`].
+    fn clear_local(self);
+}
+
+impl<V: CacheValue> CacheCalls<V> for &Cache<V> {
+    #[inline]
+    fn call<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        body: impl FnOnce() -> O,
+    ) -> O {
+        self.0.call(front, args, body)
+    }
+    #[inline]
+    fn call_int<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        bits: u64,
+        encode: impl FnOnce() -> KeyBuf,
+        body: impl FnOnce() -> O,
+    ) -> O {
+        self.0.call_int(front, bits, encode, body)
+    }
+    #[inline]
+    async fn call_async<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        body: impl Future<Output = O>,
+    ) -> O {
+        self.0.call_async(front, args, body).await
+    }
+    #[inline]
+    async fn call_async_detached<O, F>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        body: F,
+    ) -> O
+    where
+        O: Outcome<V> + Send + 'static,
+        F: Future<Output = O> + Send + 'static,
+    {
+        self.0.call_async_detached(front, args, body).await
+    }
+    #[inline]
+    fn key(self, args: KeyBuf) -> Key {
+        self.0.key(args)
+    }
+    fn invalidate(self, args: KeyBuf) {
+        self.0.invalidate(args)
+    }
+    async fn invalidate_async(self, args: KeyBuf) {
+        self.0.invalidate_async(args).await
+    }
+    fn stats(self) -> Stats {
+        self.0.stats()
+    }
+    fn clear_local(self) {
+        self.0.clear_local()
+    }
+}
+
+/// The stand-ins of [`CacheCalls`] for a value type that cannot be cached: never run, since
+/// the crate does not compile ([`assert_cache_value`] reported the value type).
+#[allow(async_fn_in_trait)]
+pub trait CacheNever<V: 'static>: Sized {
+    /// Never run.
+    fn call<O>(self, _: &'static FrontKey<V>, _: &KeyBuf, _: impl FnOnce() -> O) -> O {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    fn call_int<O>(
+        self,
+        _: &'static FrontKey<V>,
+        _: u64,
+        _: impl FnOnce() -> KeyBuf,
+        _: impl FnOnce() -> O,
+    ) -> O {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    async fn call_async<O>(
+        self,
+        _: &'static FrontKey<V>,
+        _: &KeyBuf,
+        _: impl Future<Output = O>,
+    ) -> O {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    async fn call_async_detached<O>(
+        self,
+        _: &'static FrontKey<V>,
+        _: &KeyBuf,
+        _: impl Future<Output = O>,
+    ) -> O {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    fn key(self, _: KeyBuf) -> Key {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    fn invalidate(self, _: KeyBuf) {}
+    /// Never run.
+    async fn invalidate_async(self, _: KeyBuf) {}
+    /// Never run.
+    fn stats(self) -> Stats {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    fn clear_local(self) {}
+}
+
+impl<V: 'static> CacheNever<V> for Cache<V> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_arguments_of_self() {
+        assert_eq!(self_type_args("app::Repo"), None);
+        assert_eq!(self_type_args("app::Parser<'_>"), None);
+        assert_eq!(self_type_args("app::Pair<'_, '_>"), None);
+        assert_eq!(
+            self_type_args("app::Holder<u8>"),
+            Some(("app::Holder", "<u8>"))
+        );
+        assert_eq!(
+            self_type_args("app::Holder<'_, alloc::vec::Vec<u8>>"),
+            Some(("app::Holder", "<'_, alloc::vec::Vec<u8>>"))
+        );
+        assert_eq!(method_cache_name("app::Repo", "load"), "app::Repo::load");
+        assert_eq!(
+            method_cache_name("app::Holder<u8>", "get"),
+            "app::Holder::get"
+        );
+        static SEEN: SelfTypeArgs = SelfTypeArgs::new();
+        let mut buf = KeyBuf::new();
+        assert!(!SEEN.push(&mut buf, "app::Repo"));
+        assert!(!SEEN.push(&mut buf, "app::Parser<'_>"));
+        assert!(SEEN.push(&mut buf, "app::Holder<u8, u16>"));
+        assert_eq!(buf.as_str(), r"<u8\, u16>");
+        assert!(SEEN.push(&mut buf, "app::Holder<u8, u16>"));
+        assert!(SEEN.push(&mut buf, "app::Holder<u8>"));
+        assert_eq!(buf.as_str(), r"<u8\, u16><u8\, u16><u8>");
+    }
 }
