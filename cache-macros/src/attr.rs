@@ -5,7 +5,8 @@ use syn::{Expr, ExprLit, FnArg, Lit, LitStr, Pat, Path, Signature, Token};
 
 /// Every argument, as the error messages list them.
 pub(crate) const VALID: &str = "`ttl`, `key`, `name`, `version`, `capacity`, `local`, `lock`, \
-                                 `lock_timeout`, `jitter`, `refresh`, `beta`, `stale`, `crate`";
+                                 `lock_timeout`, `jitter`, `refresh`, `beta`, `stale`, `store`, \
+                                 `crate`";
 
 /// A length of time: `60` (seconds) or a `Duration` expression.
 pub(crate) enum Ttl {
@@ -28,6 +29,7 @@ pub(crate) struct CachedArgs {
     pub(crate) refresh_early: Option<Path>,
     pub(crate) beta: Option<(f64, Path)>,
     pub(crate) stale: Option<(Ttl, Path)>,
+    pub(crate) store: Option<LitStr>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -111,7 +113,9 @@ impl CachedArgs {
         };
         let fresh = match name.as_str() {
             "ttl" | "key" | "name" | "version" | "capacity" | "local" | "lock" | "lock_timeout"
-            | "jitter" | "refresh" | "beta" | "stale" | "crate" => seen.first(&name, path, errors),
+            | "jitter" | "refresh" | "beta" | "stale" | "store" | "crate" => {
+                seen.first(&name, path, errors)
+            }
             _ => {
                 errors.at(
                     path,
@@ -197,6 +201,7 @@ impl CachedArgs {
                     n > 0
                 })
             }
+            "store" => self.store = store_name(value, errors),
             "crate" => self.krate = crate_path(value, errors),
             _ => unreachable!("every known argument is handled above"),
         }
@@ -217,6 +222,7 @@ fn example(name: &str) -> &'static str {
         "refresh" => "refresh = early",
         "beta" => "beta = 1.0",
         "stale" => "stale = 30",
+        "store" => "store = \"pages\"",
         "crate" => "crate = \"my_cache\"",
         _ => "argument = value",
     }
@@ -385,6 +391,19 @@ fn cache_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
         errors.at(
             &lit,
             "`name` must be non-empty, without spaces, with colons only as `::` (e.g. `name = \"notes::markup\"`)",
+        );
+        return None;
+    }
+    Some(lit)
+}
+
+fn store_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
+    let lit = string(value, "store", errors)?;
+    if lit.value().is_empty() {
+        errors.at(
+            &lit,
+            "`store` names a store of the config, e.g. `store = \"pages\"` for \
+             `Config::named(\"pages\", ..)`",
         );
         return None;
     }
@@ -567,6 +586,13 @@ fn cross_argument_rules(sig: &Signature, args: &mut CachedArgs, errors: &mut Err
         );
         args.lock = None;
         args.lock_timeout = None;
+    }
+    if let (Some(store), true) = (&args.store, args.local) {
+        errors.at(
+            store,
+            "`store` names a shared store, which a `local` function never uses",
+        );
+        args.store = None;
     }
     if let (Some((_, at)), None) = (&args.lock_timeout, &args.lock) {
         errors.at(at, "`lock_timeout` needs `lock`");

@@ -475,6 +475,10 @@ impl Gen<'_> {
                 quote!(::core::option::Option::Some(#beta))
             }
         };
+        let store = match &self.args.store {
+            None => quote!(::core::option::Option::None),
+            Some(name) => quote!(::core::option::Option::Some(#name)),
+        };
         let lock = match (&self.args.lock, &self.args.lock_timeout) {
             (None, _) => quote!(::core::option::Option::None),
             (Some(_), None) => quote!(#rt::__private::ttl_secs(#DEFAULT_LOCK_SECS)),
@@ -492,6 +496,7 @@ impl Gen<'_> {
                     early_beta: #early_beta,
                 },
                 lock: #lock,
+                store: #store,
             }
         }
     }
@@ -550,13 +555,82 @@ impl Gen<'_> {
                 }
             }
         };
+        let value = &self.value;
+        let put_value = local("__cache_value");
+        let sep = if inputs.is_empty() || inputs.trailing_punct() {
+            quote!()
+        } else {
+            quote!(,)
+        };
+        let peek = format_ident!("{prefix}peek");
+        let put = format_ident!("{prefix}put");
+        let clear = format_ident!("{prefix}clear");
+        let peek_doc = format!(
+            "What the layers hold for a call of `{fn_name}` with these arguments (fresh, or \
+             servable while being refreshed), without running the body."
+        );
+        let put_doc = format!(
+            "Stores `value` as the result of a call of `{fn_name}` with these arguments, in L1 \
+             (every thread's copy replaced) and in the shared store, with a new lifetime."
+        );
+        let clear_doc = format!(
+            "Removes every entry of `{fn_name}` from the shared store and from this process's \
+             in-process layer."
+        );
+        let (peek_fn, put_fn, clear_fn) = if sig.asyncness.is_some() {
+            (
+                quote! {
+                    #vis async fn #peek #generics(#inputs) -> ::core::option::Option<#value> #where_clause {
+                        #uses
+                        let #args = #encode;
+                        #cache.peek_async(#args).await
+                    }
+                },
+                quote! {
+                    #vis async fn #put #generics(#inputs #sep #put_value: #value) #where_clause {
+                        #uses
+                        let #args = #encode;
+                        #cache.put_async(#args, #put_value).await
+                    }
+                },
+                quote! {
+                    #vis async fn #clear #generics() #where_clause {
+                        #uses
+                        #cache.clear_async().await
+                    }
+                },
+            )
+        } else {
+            (
+                quote! {
+                    #vis fn #peek #generics(#inputs) -> ::core::option::Option<#value> #where_clause {
+                        #uses
+                        let #args = #encode;
+                        #cache.peek(#args)
+                    }
+                },
+                quote! {
+                    #vis fn #put #generics(#inputs #sep #put_value: #value) #where_clause {
+                        #uses
+                        let #args = #encode;
+                        #cache.put(#args, #put_value)
+                    }
+                },
+                quote! {
+                    #vis fn #clear #generics() #where_clause {
+                        #uses
+                        #cache.clear()
+                    }
+                },
+            )
+        };
         let key_doc = format!("The cache key a call of `{fn_name}` with these arguments uses.");
         let invalidate_doc =
             format!("Removes the entry of `{fn_name}` for these arguments from L1 and Redis.");
         let stats_doc = format!("Counters of `{fn_name}` since the process started.");
-        let clear_doc = format!(
-            "Empties the in-process layer of `{fn_name}` (Redis keeps its entries): the next \
-             calls read from Redis."
+        let clear_local_doc = format!(
+            "Empties the in-process layer of `{fn_name}` (the shared store keeps its entries): \
+             the next calls read from the shared store."
         );
         quote! {
             #[doc = #key_doc]
@@ -577,11 +651,22 @@ impl Gen<'_> {
                 #cache.stats()
             }
 
-            #[doc = #clear_doc]
+            #[doc = #clear_local_doc]
             #vis fn #clear_local() {
                 #uses
                 #cache.clear_local()
             }
+
+            #[doc = #peek_doc]
+            #[allow(unused_variables, unused_mut, non_snake_case, clippy::needless_pass_by_value)]
+            #peek_fn
+
+            #[doc = #put_doc]
+            #[allow(unused_variables, unused_mut, non_snake_case, clippy::needless_pass_by_value)]
+            #put_fn
+
+            #[doc = #clear_doc]
+            #clear_fn
         }
     }
 }

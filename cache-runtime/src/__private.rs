@@ -285,6 +285,18 @@ pub trait CacheCalls<V: 'static> {
     fn stats(self) -> Stats;
     /// [`CachedFn::clear_local`].
     fn clear_local(self);
+    /// [`CachedFn::peek`].
+    fn peek(self, args: KeyBuf) -> Option<V>;
+    /// [`CachedFn::peek_async`].
+    async fn peek_async(self, args: KeyBuf) -> Option<V>;
+    /// [`CachedFn::put`].
+    fn put(self, args: KeyBuf, value: V);
+    /// [`CachedFn::put_async`].
+    async fn put_async(self, args: KeyBuf, value: V);
+    /// [`CachedFn::clear`].
+    fn clear(self);
+    /// [`CachedFn::clear_async`].
+    async fn clear_async(self);
 }
 
 impl<V: CacheValue> CacheCalls<V> for &Cache<V> {
@@ -345,6 +357,24 @@ impl<V: CacheValue> CacheCalls<V> for &Cache<V> {
     fn clear_local(self) {
         self.0.clear_local()
     }
+    fn peek(self, args: KeyBuf) -> Option<V> {
+        self.0.peek(args)
+    }
+    async fn peek_async(self, args: KeyBuf) -> Option<V> {
+        self.0.peek_async(args).await
+    }
+    fn put(self, args: KeyBuf, value: V) {
+        self.0.put(args, value)
+    }
+    async fn put_async(self, args: KeyBuf, value: V) {
+        self.0.put_async(args, value).await
+    }
+    fn clear(self) {
+        self.0.clear()
+    }
+    async fn clear_async(self) {
+        self.0.clear_async().await
+    }
 }
 
 /// The stand-ins of [`CacheCalls`] for a value type that cannot be cached: never run, since
@@ -397,6 +427,22 @@ pub trait CacheNever<V: 'static>: Sized {
     }
     /// Never run.
     fn clear_local(self) {}
+    /// Never run.
+    fn peek(self, _: KeyBuf) -> Option<V> {
+        None
+    }
+    /// Never run.
+    async fn peek_async(self, _: KeyBuf) -> Option<V> {
+        None
+    }
+    /// Never run.
+    fn put(self, _: KeyBuf, _: V) {}
+    /// Never run.
+    async fn put_async(self, _: KeyBuf, _: V) {}
+    /// Never run.
+    fn clear(self) {}
+    /// Never run.
+    async fn clear_async(self) {}
 }
 
 impl<V: 'static> CacheNever<V> for Cache<V> {}

@@ -1,10 +1,16 @@
-//! Process-wide set-up: where L2 lives and how keys are prefixed.
+//! Process-wide set-up: the shared stores, how keys are prefixed, timeouts.
 
 use std::fmt;
+#[cfg(feature = "disk")]
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::store::redis::{RedisStore, TlsFiles};
+#[cfg(feature = "disk")]
+use crate::store::disk::DiskStore;
+#[cfg(feature = "redis")]
+use crate::store::redis::RedisStore;
+use crate::store::SharedStore;
 
 /// Settings for the shared layer. Build one, then [`install`](Config::install) it.
 ///
@@ -16,11 +22,12 @@ use crate::store::redis::{RedisStore, TlsFiles};
 /// # Ok::<(), cache_runtime::Error>(())
 /// ```
 ///
-/// Without an installed config (or without [`redis`](Config::redis)), every `#[cached]`
+/// Without an installed config (or without a [`store`](Config::store)), every `#[cached]`
 /// function uses its in-process layer only.
 #[derive(Clone)]
 pub struct Config {
-    redis_url: Option<String>,
+    store: Option<Store>,
+    named: Vec<(String, Store)>,
     prefix: String,
     timeout: Duration,
     breaker_failures: u32,
@@ -28,11 +35,131 @@ pub struct Config {
     tls: TlsFiles,
 }
 
-/// Shows the Redis URL with its password masked (`redis://user:***@host/`).
+/// A shared store for [`Config::store`] and [`Config::named`]: Redis ([`Store::redis`],
+/// feature `redis`, on by default) or a SQLite file on this machine ([`Store::disk`], feature
+/// `disk`).
+#[derive(Clone)]
+pub struct Store {
+    kind: StoreKind,
+}
+
+#[derive(Clone)]
+enum StoreKind {
+    #[cfg(feature = "redis")]
+    Redis { url: String },
+    #[cfg(feature = "disk")]
+    Disk { dir: PathBuf, max_bytes: u64 },
+}
+
+impl Store {
+    /// The Redis server at `url` (`redis://host:port/db`, `rediss://` with the `tls`
+    /// feature).
+    #[cfg(feature = "redis")]
+    pub fn redis(url: impl Into<String>) -> Self {
+        Store {
+            kind: StoreKind::Redis { url: url.into() },
+        }
+    }
+
+    /// A SQLite file (`cache.sqlite3`) in `dir`, created when missing, shared by every
+    /// process of the machine that uses the same directory. Kept under 1 GiB by default
+    /// ([`max_bytes`](Store::max_bytes)).
+    #[cfg(feature = "disk")]
+    pub fn disk(dir: impl Into<PathBuf>) -> Self {
+        Store {
+            kind: StoreKind::Disk {
+                dir: dir.into(),
+                max_bytes: crate::store::disk::DEFAULT_MAX_BYTES,
+            },
+        }
+    }
+
+    /// For a disk store: the most bytes of keys and values it keeps; past it, the least
+    /// recently used entries go. No effect on other stores.
+    pub fn max_bytes(self, bytes: u64) -> Self {
+        let _ = bytes;
+        match self.kind {
+            #[cfg(feature = "disk")]
+            StoreKind::Disk { dir, .. } => Store {
+                kind: StoreKind::Disk {
+                    dir,
+                    max_bytes: bytes,
+                },
+            },
+            #[allow(unreachable_patterns)]
+            kind => Store { kind },
+        }
+    }
+
+    fn open(&self, config: &Config) -> Result<Arc<dyn SharedStore>, Error> {
+        let _ = config;
+        match &self.kind {
+            #[cfg(feature = "redis")]
+            StoreKind::Redis { url } => Ok(Arc::new(RedisStore::open(
+                url,
+                &config.tls,
+                config.timeout,
+                config.breaker_failures,
+                config.breaker_cooldown,
+            )?)),
+            #[cfg(feature = "disk")]
+            StoreKind::Disk { dir, max_bytes } => {
+                let store = DiskStore::new(dir, *max_bytes, config.timeout.max(DISK_BUSY_WAIT));
+                if let Err(error) = store.check() {
+                    tracing::warn!(
+                        %error,
+                        "the disk store cannot be used; calls compute without it until it can"
+                    );
+                }
+                Ok(Arc::new(store))
+            }
+            #[cfg(not(any(feature = "redis", feature = "disk")))]
+            _ => unreachable!("no Store can be built without a store feature"),
+        }
+    }
+}
+
+/// The PEM files given for `rediss://` connections (`Config::tls_ca_file`,
+/// `Config::tls_client_cert`); empty without the `tls` feature.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) struct TlsFiles {
+    /// Certificates to trust instead of the system's roots.
+    pub(crate) ca: Option<std::path::PathBuf>,
+    /// A client certificate (chain) and its private key.
+    pub(crate) client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// The least a disk store's writers wait for each other (SQLite's busy timeout): contention
+/// between a machine's processes, not a dead server.
+#[cfg(feature = "disk")]
+const DISK_BUSY_WAIT: Duration = Duration::from_secs(1);
+
+/// Shows a Redis URL with its password masked (`redis://user:***@host/`).
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let _ = &f;
+        match &self.kind {
+            #[cfg(feature = "redis")]
+            StoreKind::Redis { url } => write!(f, "Store::redis({:?})", redacted(url)),
+            #[cfg(feature = "disk")]
+            StoreKind::Disk { dir, max_bytes } => f
+                .debug_struct("Store::disk")
+                .field("dir", dir)
+                .field("max_bytes", max_bytes)
+                .finish(),
+            #[cfg(not(any(feature = "redis", feature = "disk")))]
+            _ => unreachable!("no Store can be built without a store feature"),
+        }
+    }
+}
+
+/// Shows Redis URLs with their password masked (`redis://user:***@host/`).
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("redis_url", &self.redis_url.as_deref().map(redacted))
+            .field("store", &self.store)
+            .field("named", &self.named)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("breaker_failures", &self.breaker_failures)
@@ -50,11 +177,12 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Defaults: no Redis, no prefix, 200 ms timeout per Redis operation, and a circuit breaker
-    /// that opens after 3 consecutive failures for 1 s.
+    /// Defaults: no shared store, no prefix, 200 ms timeout per operation, and a circuit
+    /// breaker that opens after 3 consecutive failures for 1 s.
     pub fn new() -> Self {
         Config {
-            redis_url: None,
+            store: None,
+            named: Vec::new(),
             prefix: String::new(),
             timeout: Duration::from_millis(200),
             breaker_failures: 3,
@@ -63,10 +191,51 @@ impl Config {
         }
     }
 
-    /// Use the Redis server at `url` (`redis://host:port/db`) as the shared layer.
-    pub fn redis(mut self, url: impl Into<String>) -> Self {
-        self.redis_url = Some(url.into());
+    /// The shared store of every function that names none (`#[cached(store = ..)]`).
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = Some(store);
         self
+    }
+
+    /// A store that functions reach by name: `#[cached(store = "pages")]`. A function naming
+    /// a store that is not configured uses its in-process layer only (and warns once).
+    pub fn named(mut self, name: impl Into<String>, store: Store) -> Self {
+        let name = name.into();
+        self.named.retain(|(known, _)| *known != name);
+        self.named.push((name, store));
+        self
+    }
+
+    /// Use the Redis server at `url` (`redis://host:port/db`) as the shared layer: short for
+    /// `.store(Store::redis(url))`.
+    #[cfg(feature = "redis")]
+    pub fn redis(self, url: impl Into<String>) -> Self {
+        self.store(Store::redis(url))
+    }
+
+    /// Keep shared values in a SQLite file in `dir`, shared by the processes of this machine:
+    /// short for `.store(Store::disk(dir))`.
+    #[cfg(feature = "disk")]
+    pub fn disk(self, dir: impl Into<PathBuf>) -> Self {
+        self.store(Store::disk(dir))
+    }
+
+    /// [`disk`](Config::disk) in the platform's cache directory for `app`
+    /// (`$XDG_CACHE_HOME/app` or `~/.cache/app` on Linux, `~/Library/Caches/app` on macOS,
+    /// `%LOCALAPPDATA%\\app` on Windows; see [`default_cache_dir`](crate::default_cache_dir)).
+    /// Where the platform has none, no store is set and a warning says so.
+    #[cfg(feature = "disk")]
+    pub fn disk_default(self, app: &str) -> Self {
+        match crate::store::disk::default_cache_dir(app) {
+            Some(dir) => self.disk(dir),
+            None => {
+                tracing::warn!(
+                    app,
+                    "no cache directory on this platform; the disk store is off"
+                );
+                self
+            }
+        }
     }
 
     /// Begin every remote key with `prefix` and a `:`.
@@ -105,7 +274,8 @@ impl Config {
         self
     }
 
-    /// After `failures` consecutive Redis failures, skip Redis for `cooldown`, then try again.
+    /// After `failures` consecutive failures of a Redis store, skip it for `cooldown`, then
+    /// try again.
     pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
         self.breaker_failures = failures.max(1);
         self.breaker_cooldown = cooldown;
@@ -126,19 +296,15 @@ impl Config {
     /// [`Error::RedisRefused`] when the server rejects the user name, the password or the db
     /// index of the URL.
     pub fn install(self) -> Result<(), Error> {
-        let remote = match &self.redis_url {
-            None => None,
-            Some(url) => Some(RedisStore::open(
-                url,
-                &self.tls,
-                self.timeout,
-                self.breaker_failures,
-                self.breaker_cooldown,
-            )?),
-        };
+        let default = self.store.as_ref().map(|s| s.open(&self)).transpose()?;
+        let mut named = Vec::with_capacity(self.named.len());
+        for (name, store) in &self.named {
+            named.push((name.clone(), store.open(&self)?));
+        }
         let installed = Arc::new(Installed {
             prefix: self.prefix,
-            remote,
+            default,
+            named,
         });
         *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(installed);
         Ok(())
@@ -170,6 +336,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A disk store could not be read ([`disk_usage`](crate::disk_usage)).
+    #[cfg(feature = "disk")]
+    Disk {
+        /// The store's directory.
+        dir: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// The Redis server answered and refused the connection: a wrong user name or password
     /// (`WRONGPASS`, `NOAUTH`), or a db index it does not have.
     RedisRefused {
@@ -190,6 +364,10 @@ impl fmt::Display for Error {
             Error::InvalidTls { url, reason } => {
                 write!(f, "TLS settings for `{url}` cannot be used: {reason}")
             }
+            #[cfg(feature = "disk")]
+            Error::Disk { dir, reason } => {
+                write!(f, "disk store in {}: {reason}", dir.display())
+            }
             Error::RedisRefused { url, reason } => {
                 write!(f, "Redis at `{url}` refused the connection: {reason}")
             }
@@ -202,6 +380,7 @@ impl std::error::Error for Error {}
 /// `url` with the password masked, fit for messages and logs: the part after `user:` in
 /// `scheme://user:password@host/...` and the value of a `pass` / `password` query parameter
 /// become `***`.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn redacted(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(at) => url.split_at(at + 3),
@@ -258,7 +437,21 @@ pub(crate) fn redacted(url: &str) -> String {
 /// The configuration in force.
 pub(crate) struct Installed {
     pub(crate) prefix: String,
-    pub(crate) remote: Option<RedisStore>,
+    default: Option<Arc<dyn SharedStore>>,
+    named: Vec<(String, Arc<dyn SharedStore>)>,
+}
+
+impl Installed {
+    /// The store of a function: the named one, or the default when `name` is `None`.
+    pub(crate) fn store(&self, name: Option<&str>) -> Option<&Arc<dyn SharedStore>> {
+        match name {
+            None => self.default.as_ref(),
+            Some(name) => self
+                .named
+                .iter()
+                .find_map(|(known, store)| (known == name).then_some(store)),
+        }
+    }
 }
 
 static INSTALLED: RwLock<Option<Arc<Installed>>> = RwLock::new(None);

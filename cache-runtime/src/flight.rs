@@ -109,10 +109,4 @@ impl Waiter {
     }
 }
 
-/// Locks a mutex, ignoring poisoning: the data behind these locks stays consistent even if a
-/// holder panicked (they only insert or remove whole entries).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+pub(crate) use crate::sync::lock;

@@ -1,7 +1,7 @@
 //! The two ways the read path talks to the outside world, so that it is written once.
 //!
-//! The path is an `async fn` generic over [`Io`]. [`NonBlocking`] awaits Redis on the async
-//! connection and waits for other callers without blocking the thread. [`Blocking`] does the
+//! The path is an `async fn` generic over [`Io`]. [`NonBlocking`] awaits the shared store's async
+//! operations and waits for other callers without blocking the thread. [`Blocking`] does the
 //! same work with blocking calls inside futures that are always ready, so [`block_on`] finishes
 //! it in a single poll, with no runtime.
 //!
@@ -14,24 +14,24 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use redis::FromRedisValue;
-use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::runtime::Handle;
 
 use crate::flight::Waiter;
-use crate::store::redis::{Budget, Failure, RedisStore, Request};
+use crate::store::{Budget, Failure, Op, Reply, SharedStore};
+use crate::sync::{off_the_runtime, warn_once};
 
-/// How the read path sends Redis requests, waits for a leader, and sleeps.
+/// How the read path sends store requests, waits for a leader, and sleeps.
 pub(crate) trait Io {
-    fn run<T: FromRedisValue>(
+    fn run(
         &self,
-        store: &RedisStore,
-        request: &Request,
+        store: &dyn SharedStore,
+        op: Op<'_>,
         budget: &Budget,
-    ) -> impl Future<Output = Result<T, Failure>>;
+    ) -> impl Future<Output = Result<Reply, Failure>>;
     fn wait(&self, waiter: Waiter) -> impl Future<Output = ()>;
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()>;
 }
@@ -43,13 +43,13 @@ pub(crate) struct Blocking;
 pub(crate) struct NonBlocking;
 
 impl Io for Blocking {
-    async fn run<T: FromRedisValue>(
+    async fn run(
         &self,
-        store: &RedisStore,
-        request: &Request,
+        store: &dyn SharedStore,
+        op: Op<'_>,
         budget: &Budget,
-    ) -> Result<T, Failure> {
-        off_the_runtime(|| store.run(request, budget))
+    ) -> Result<Reply, Failure> {
+        off_the_runtime(|| store.run(op, budget))
     }
 
     async fn wait(&self, waiter: Waiter) {
@@ -61,49 +61,25 @@ impl Io for Blocking {
     }
 }
 
-/// Runs a blocking step so that it holds no tokio worker (see the module docs).
-fn off_the_runtime<T>(step: impl FnOnce() -> T) -> T {
-    let Ok(runtime) = Handle::try_current() else {
-        return step();
-    };
-    match runtime.runtime_flavor() {
-        RuntimeFlavor::MultiThread => tokio::task::block_in_place(step),
-        _ => {
-            warn_once(
-                &BLOCKS_CURRENT_THREAD,
-                "a sync #[cached] function waits for Redis on a current-thread tokio runtime, \
-                 which runs nothing else meanwhile (up to the timeout per request): make the \
-                 function async, or call it from a multi-thread runtime or spawn_blocking",
-            );
-            step()
-        }
-    }
-}
-
-static BLOCKS_CURRENT_THREAD: AtomicBool = AtomicBool::new(false);
 static NO_RUNTIME: AtomicBool = AtomicBool::new(false);
 
-fn warn_once(said: &AtomicBool, message: &str) {
-    if !said.swap(true, Ordering::Relaxed) {
-        tracing::warn!("{message}");
-    }
-}
-
 impl Io for NonBlocking {
-    async fn run<T: FromRedisValue>(
+    async fn run(
         &self,
-        store: &RedisStore,
-        request: &Request,
+        store: &dyn SharedStore,
+        op: Op<'_>,
         budget: &Budget,
-    ) -> Result<T, Failure> {
+    ) -> Result<Reply, Failure> {
         if Handle::try_current().is_err() {
             warn_once(
                 &NO_RUNTIME,
                 "an async #[cached] function was polled outside a tokio runtime: it skips \
-                 Redis and computes (its in-process layer still works); run it on tokio",
+                 its shared store and computes (its in-process layer still works); run it on \
+                 tokio",
             );
+            return Err(Failure::NoRuntime);
         }
-        store.run_async(request, budget).await
+        store.run_async(op, budget).await
     }
 
     async fn wait(&self, waiter: Waiter) {

@@ -16,7 +16,7 @@
 //! fn` over [`Io`]: sync calls run it with blocking steps (see [`crate::io`]).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::LocalKey;
 use std::time::{Duration, Instant};
@@ -34,7 +34,7 @@ use crate::outcome::Outcome;
 use crate::scope::{self, Preloaded};
 use crate::stats::{Counters, Stats};
 use crate::store::local::{Entry, LocalStore};
-use crate::store::redis::{self as l2, Budget, Request};
+use crate::store::{Budget, Op, Reply, SharedStore};
 
 /// What a [`Key`] needs from the function it belongs to.
 pub trait KeyOwner: Send + Sync {
@@ -44,6 +44,8 @@ pub trait KeyOwner: Send + Sync {
     fn version(&self) -> u32;
     /// `true` for `local` functions, which never use Redis.
     fn is_local(&self) -> bool;
+    /// The named shared store the function uses (`None`: the default store).
+    fn store_name(&self) -> Option<&'static str>;
     /// Whether L1 holds a fresh entry for these arguments.
     fn holds(&self, args: &str) -> bool;
     /// Counts a Redis failure against this function.
@@ -90,6 +92,8 @@ pub struct Settings {
     pub lifetime: Lifetime,
     /// Lease of the fleet-wide compute lock; `None` = no lock.
     pub lock: Option<Duration>,
+    /// The named shared store (`#[cached(store = "..")]`); `None` = the default one.
+    pub store: Option<&'static str>,
 }
 
 /// Everything one `#[cached]` function keeps: its L1, flights, counters and settings.
@@ -104,6 +108,8 @@ pub struct CachedFn<V> {
     counters: Counters,
     /// Error reply codes logged at `warn`, and when (unix ms) they last were.
     warned: Mutex<Vec<(String, u64)>>,
+    /// Whether the warning about a named store that is not configured was given.
+    missing_store_warned: AtomicBool,
 }
 
 /// How often one function logs one kind of error reply at `warn`.
@@ -114,7 +120,8 @@ pub type FrontKey<V> = LocalKey<Front<V>>;
 
 /// Where one call's key lives, computed once per call.
 struct Call<'a, V: 'static> {
-    front: &'static FrontKey<V>,
+    /// This thread's front table (`None` for companions, which have none to fill).
+    front: Option<&'static FrontKey<V>>,
     args: &'a str,
     probe: Probe,
     /// The function's epoch (bumped by invalidations), read before any lookup.
@@ -148,6 +155,12 @@ enum Step<V: 'static> {
     Compute(Work<V>),
 }
 
+/// A value encoded for the shared store, and how long the store keeps it.
+struct Write {
+    bytes: Vec<u8>,
+    ttl: Option<Duration>,
+}
+
 /// What the leader holds while it computes.
 struct Work<V: 'static> {
     leader: Leader<'static>,
@@ -159,9 +172,9 @@ struct Work<V: 'static> {
     replaces: bool,
 }
 
-/// The Redis side of a miss: the config in force and the key's remote name.
+/// The shared-store side of a miss: the function's store and the key's remote name.
 struct Remote {
-    installed: Arc<Installed>,
+    store: Arc<dyn SharedStore>,
     key: String,
     /// `false` when a preload scope already found the key absent: no GET, just compute.
     ask_first: bool,
@@ -179,6 +192,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             flights: Flights::new(),
             counters: Counters::default(),
             warned: Mutex::new(Vec::new()),
+            missing_store_warned: AtomicBool::new(false),
         }
     }
 
@@ -273,7 +287,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         lookup: Lookup<V>,
     ) -> Call<'a, V> {
         Call {
-            front,
+            front: Some(front),
             args,
             probe,
             epoch: self.epoch.load(Ordering::Acquire),
@@ -336,7 +350,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let picked_for_refresh = call.picked_for_refresh;
         runtime.spawn(async move {
             let call = Call {
-                front,
+                front: Some(front),
                 args: &args,
                 probe,
                 epoch,
@@ -459,13 +473,16 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let out = body.await;
         let write = self.store_computed(call, remote.as_ref(), &out, started, replaces);
         drop(leader);
-        if let (Some(remote), Some(request)) = (&remote, write) {
-            self.send::<()>(io, &remote.installed, &request, &call.budget)
-                .await;
+        if let (Some(remote), Some(write)) = (&remote, write) {
+            let op = Op::Set {
+                key: &remote.key,
+                value: &write.bytes,
+                ttl: write.ttl,
+            };
+            self.send(io, remote, op, &call.budget).await;
         }
         if let (Some(remote), Some(owned)) = (&remote, lock) {
-            self.send::<i64>(io, &remote.installed, &owned.release(), &call.budget)
-                .await;
+            self.send(io, remote, owned.release(), &call.budget).await;
         }
         out
     }
@@ -510,7 +527,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             delta_beta: entry.delta_beta,
             epoch: call.front_epoch,
         };
-        let _ = call.front.try_with(|table| {
+        let Some(front) = call.front else {
+            return;
+        };
+        let _ = front.try_with(|table| {
             table.put(
                 &call.probe,
                 call.args,
@@ -536,15 +556,18 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         found
     }
 
-    /// The Redis side of this call, if any. `ask_first`: GET the key before computing.
+    /// The shared-store side of this call, if any. `ask_first`: read the key before
+    /// computing.
     fn remote_for(&'static self, call: &Call<'_, V>, ask_first: bool) -> Option<Remote> {
+        self.remote_of(call.args, ask_first)
+    }
+
+    /// The shared-store side of a call with these encoded arguments.
+    fn remote_of(&self, args: &str, ask_first: bool) -> Option<Remote> {
         self.remote.as_ref()?;
-        let installed = config::current().filter(|c| c.remote.is_some())?;
-        if installed
-            .remote
-            .as_ref()
-            .is_some_and(|store| !store.available())
-        {
+        let installed = config::current()?;
+        let store = self.store_in(&installed)?;
+        if !store.available() {
             // The breaker is open: skip the key, the encoding and the requests altogether.
             Counters::add(&self.counters.l2_errors);
             return None;
@@ -553,13 +576,32 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             &installed.prefix,
             &self.settings.name,
             self.settings.version,
-            call.args,
+            args,
         );
         Some(Remote {
-            installed,
+            store: Arc::clone(store),
             key,
             ask_first,
         })
+    }
+
+    /// This function's store in `installed`; a named store that is not configured is
+    /// warned about once, and the function keeps to L1.
+    fn store_in<'a>(&self, installed: &'a Installed) -> Option<&'a Arc<dyn SharedStore>> {
+        let found = installed.store(self.settings.store);
+        if found.is_none() {
+            if let Some(name) = self.settings.store {
+                if !self.missing_store_warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        function = %self.settings.name,
+                        store = name,
+                        "this function names a store the installed config does not have; \
+                         it keeps its values in memory only"
+                    );
+                }
+            }
+        }
+        found
     }
 
     /// GETs the key; a decodable, fresh value is backfilled and returned.
@@ -569,9 +611,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         call: &Call<'_, V>,
         remote: &Remote,
     ) -> Option<V> {
-        let bytes = self
-            .send::<Option<Vec<u8>>>(io, &remote.installed, &l2::get(&remote.key), &call.budget)
-            .await??;
+        let Reply::Value(bytes) = self
+            .send(io, remote, Op::Get(&remote.key), &call.budget)
+            .await?
+        else {
+            return None;
+        };
+        let bytes = bytes?;
         let Backfill::Fresh(value) = self.decode_into_l1(call, &bytes) else {
             return None;
         };
@@ -590,22 +636,16 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     ) -> Lock<V> {
         let mut waiting = lock::Waiting::new(&remote.key, lease);
         loop {
-            let Some(acquired) = self
-                .send::<Option<String>>(io, &remote.installed, &waiting.acquire(), &call.budget)
-                .await
+            let Some(Reply::Locked(acquired)) =
+                self.send(io, remote, waiting.acquire(), &call.budget).await
             else {
                 return Lock::Unavailable;
             };
-            if acquired.is_some() {
+            if acquired {
                 // The previous owner may have written the value just before we locked.
                 if let Some(value) = self.read_remote(io, call, remote).await {
-                    self.send::<i64>(
-                        io,
-                        &remote.installed,
-                        &waiting.owned().release(),
-                        &call.budget,
-                    )
-                    .await;
+                    let owned = waiting.owned();
+                    self.send(io, remote, owned.release(), &call.budget).await;
                     return Lock::Found(value);
                 }
                 return Lock::Owner(waiting.owned());
@@ -667,13 +707,25 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         out: &O,
         started: Instant,
         replaces: bool,
-    ) -> Option<Request> {
+    ) -> Option<Write> {
         Counters::add(&self.counters.misses);
         let value = out.cacheable()?;
         if self.epoch.load(Ordering::Acquire) != call.epoch {
             return None;
         }
-        let compute_time = started.elapsed();
+        self.store_value(call, remote, value, started.elapsed(), replaces)
+    }
+
+    /// Puts `value` in L1 (and this thread's front table, unless it `replaces` a value other
+    /// threads may hold, whose copies are then voided) and encodes the shared store's write.
+    fn store_value(
+        &'static self,
+        call: &Call<'_, V>,
+        remote: Option<&Remote>,
+        value: &V,
+        compute_time: Duration,
+        replaces: bool,
+    ) -> Option<Write> {
         let lifetime = &self.settings.lifetime;
         let times = lifetime.new_entry(compute_time);
         let entry = Entry::new(value.clone(), &times);
@@ -684,7 +736,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         } else {
             self.fill_front(call, &entry);
         }
-        let remote = remote?;
+        remote?;
         let codec = self.remote.as_ref()?;
         let header = Header {
             expires_at_ms: times
@@ -693,38 +745,38 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             compute_time,
         };
         match (codec.encode)(value, header) {
-            Ok(bytes) => Some(l2::set(
-                &remote.key,
-                &bytes,
-                lifetime.remote_ttl(times.fresh_for),
-            )),
+            Ok(bytes) => Some(Write {
+                bytes,
+                ttl: lifetime.remote_ttl(times.fresh_for),
+            }),
             Err(error) => {
-                tracing::warn!(name = %self.settings.name, %error, "value could not be encoded for redis");
+                tracing::warn!(name = %self.settings.name, %error, "value could not be encoded for the shared store");
                 None
             }
         }
     }
 
-    /// Sends one request; a failure is counted and logged, and reads as `None`.
-    async fn send<T: redis::FromRedisValue>(
+    /// Sends one operation to the call's store; a failure is counted and logged, and reads
+    /// as `None`.
+    async fn send(
         &self,
         io: &impl Io,
-        installed: &Installed,
-        request: &Request,
+        remote: &Remote,
+        op: Op<'_>,
         budget: &Budget,
-    ) -> Option<T> {
-        let store = installed.remote.as_ref()?;
-        match io.run(store, request, budget).await {
-            Ok(value) => Some(value),
+    ) -> Option<Reply> {
+        match io.run(&*remote.store, op, budget).await {
+            Ok(reply) => Some(reply),
             Err(failure) => {
                 Counters::add(&self.counters.l2_errors);
                 match failure.reply_code() {
                     Some(code) if self.first_warning(code) => tracing::warn!(
                         name = %self.settings.name,
+                        store = remote.store.kind(),
                         code,
                         %failure,
-                        "redis refuses this function's requests; computing without it \
-                         (logged once a minute per function and kind of error)"
+                        "the shared store refuses this function's requests; computing without \
+                         it (logged once a minute per function and kind of error)"
                     ),
                     _ => {
                         tracing::debug!(name = %self.settings.name, %failure, "falling back to computing")
@@ -754,24 +806,15 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         }
     }
 
-    /// Removes `args` from L1 and every front table, then from Redis.
+    /// Removes `args` from L1 and every front table, then from the shared store.
     async fn forget(&self, io: &impl Io, args: &str) {
         self.l1.remove(args);
         // After the removal, so that no front slot can be refilled under the new epoch with
         // the removed value (see `front`).
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.front_epochs.bump_all();
-        if self.remote.is_none() {
-            return;
-        }
-        if let Some(installed) = config::current().filter(|c| c.remote.is_some()) {
-            let key = key::remote_key(
-                &installed.prefix,
-                &self.settings.name,
-                self.settings.version,
-                args,
-            );
-            self.send::<()>(io, &installed, &l2::del(&key), &Budget::default())
+        if let Some(remote) = self.remote_of(args, false) {
+            self.send(io, &remote, Op::Delete(&remote.key), &Budget::default())
                 .await;
         }
     }
@@ -795,6 +838,105 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     }
 }
 
+impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
+    /// A call of a companion (no front table), for the key with these encoded arguments.
+    fn companion_call<'a>(&self, args: &'a KeyBuf) -> Call<'a, V> {
+        let probe = Probe::of(args);
+        Call {
+            front: None,
+            args: args.as_str(),
+            front_epoch: self.front_epochs.of(probe.hash),
+            probe,
+            epoch: self.epoch.load(Ordering::Acquire),
+            picked_for_refresh: None,
+            budget: Budget::default(),
+        }
+    }
+
+    /// What the layers hold for these arguments, fresh or servable while refreshing, without
+    /// running the body: L1, then the shared store (a value found there is backfilled).
+    pub fn peek(&'static self, args: KeyBuf) -> Option<V> {
+        io::block_on(self.peek_with(&Blocking, &args))
+    }
+
+    /// [`peek`](Self::peek) without blocking the runtime.
+    pub async fn peek_async(&'static self, args: KeyBuf) -> Option<V> {
+        self.peek_with(&NonBlocking, &args).await
+    }
+
+    async fn peek_with<I: Io>(&'static self, io: &I, args: &KeyBuf) -> Option<V> {
+        let call = self.companion_call(args);
+        if let Some(entry) = self.l1.get(call.args) {
+            if entry.verdict() != Verdict::Gone {
+                return Some(entry.value);
+            }
+        }
+        let remote = self.remote_for(&call, true)?;
+        let Reply::Value(bytes) = self
+            .send(io, &remote, Op::Get(&remote.key), &call.budget)
+            .await?
+        else {
+            return None;
+        };
+        match self.decode_into_l1(&call, &bytes?) {
+            Backfill::Fresh(value) | Backfill::Servable(value) => Some(value),
+            Backfill::Expired | Backfill::Undecodable => None,
+        }
+    }
+
+    /// Stores `value` for these arguments as if the body had returned it: in L1 (replacing
+    /// what every thread holds) and in the shared store, with a new lifetime.
+    pub fn put(&'static self, args: KeyBuf, value: V) {
+        io::block_on(self.put_with(&Blocking, &args, value));
+    }
+
+    /// [`put`](Self::put) without blocking the runtime.
+    pub async fn put_async(&'static self, args: KeyBuf, value: V) {
+        self.put_with(&NonBlocking, &args, value).await;
+    }
+
+    async fn put_with<I: Io>(&'static self, io: &I, args: &KeyBuf, value: V) {
+        let call = self.companion_call(args);
+        let remote = self.remote_for(&call, false);
+        let write = self.store_value(&call, remote.as_ref(), &value, Duration::ZERO, false);
+        // Front tables probe integer keys by their bits, a stripe this call cannot name:
+        // every slot of the function is voided (a put is rare).
+        self.front_epochs.bump_all();
+        if let (Some(remote), Some(write)) = (&remote, write) {
+            let op = Op::Set {
+                key: &remote.key,
+                value: &write.bytes,
+                ttl: write.ttl,
+            };
+            self.send(io, remote, op, &call.budget).await;
+        }
+    }
+
+    /// Removes every entry of this function (this `version`) from the shared store, in
+    /// batches that never hold it long, and from L1 and the front tables.
+    pub fn clear(&self) {
+        io::block_on(self.clear_with(&Blocking));
+    }
+
+    /// [`clear`](Self::clear) without blocking the runtime.
+    pub async fn clear_async(&self) {
+        self.clear_with(&NonBlocking).await;
+    }
+
+    async fn clear_with<I: Io>(&self, io: &I) {
+        self.clear_local();
+        // The key of empty arguments is the prefix every key of the function starts with.
+        if let Some(remote) = self.remote_of("", false) {
+            let op = Op::DeletePrefix(&remote.key);
+            if let Some(Reply::Count(removed)) =
+                self.send(io, &remote, op, &Budget::default()).await
+            {
+                tracing::debug!(name = %self.settings.name, removed, "cleared from the shared store");
+            }
+        }
+    }
+}
+
 impl<V: Clone + Send + Sync + 'static> KeyOwner for CachedFn<V> {
     fn name(&self) -> &str {
         &self.settings.name
@@ -806,6 +948,10 @@ impl<V: Clone + Send + Sync + 'static> KeyOwner for CachedFn<V> {
 
     fn is_local(&self) -> bool {
         self.remote.is_none()
+    }
+
+    fn store_name(&self) -> Option<&'static str> {
+        self.settings.store
     }
 
     fn holds(&self, args: &str) -> bool {

@@ -21,6 +21,7 @@
 //! argument of the attribute.
 #![warn(missing_docs)]
 
+#[cfg(feature = "redis")]
 mod breaker;
 mod clock;
 pub mod codec;
@@ -38,18 +39,21 @@ mod random;
 mod scope;
 mod stats;
 mod store;
+mod sync;
 
 #[doc(hidden)]
 pub mod __private;
 
 #[doc = include_str!("cached.md")]
 pub use cache_macros::cached;
-pub use config::{Config, Error};
+pub use config::{Config, Error, Store};
 pub use key::{encode as encode_key, Key, KeyBuf, KeyPart};
 pub use layered::KeyOwner;
 pub use outcome::{Outcome, Plain};
 pub use scope::{preload, preload_async};
 pub use stats::Stats;
+#[cfg(feature = "disk")]
+pub use store::disk::{default_cache_dir, disk_usage, DiskUsage};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,8 +1,9 @@
 //! The fleet-wide compute lock (`#[cached(lock)]`): on a miss everywhere, one caller in the
 //! fleet computes.
 //!
-//! The lock is `SET {key}:lock {token} NX PX {lease}` with a random token; only its owner
-//! deletes it, with a compare-and-delete script, so an owner that overran its lease cannot
+//! The lock is the key `{key}:lock` taken in the shared store with a random token and a lease
+//! ([`Op::Lock`]: `SET .. NX PX` in Redis, a row in the disk store); only its owner releases
+//! it ([`Op::Unlock`]: a compare-and-delete), so an owner that overran its lease cannot
 //! release a lock another caller has taken since. Other callers poll the value with growing
 //! pauses (2 ms doubling to 50 ms) and try to take the lock at each step: if the owner dies, its
 //! lease runs out and one waiter takes over. After two leases without a value, a waiter computes
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use crate::clock;
 use crate::random;
-use crate::store::redis::Request;
+use crate::store::Op;
 
 /// What trying to lock ended with.
 pub(crate) enum Lock<V> {
@@ -33,18 +34,12 @@ pub(crate) struct Owned {
 }
 
 impl Owned {
-    /// Deletes the lock if this caller still owns it.
-    pub(crate) fn release(&self) -> Request {
-        const SCRIPT: &str =
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-        Request::One(
-            redis::cmd("EVAL")
-                .arg(SCRIPT)
-                .arg(1)
-                .arg(&self.key)
-                .arg(&self.token)
-                .to_owned(),
-        )
+    /// Releases the lock if this caller still owns it.
+    pub(crate) fn release(&self) -> Op<'_> {
+        Op::Unlock {
+            key: &self.key,
+            token: &self.token,
+        }
     }
 }
 
@@ -68,17 +63,13 @@ impl Waiting {
         }
     }
 
-    /// `SET {key}:lock {token} NX PX {lease}`: answers `Some("OK")` when taken.
-    pub(crate) fn acquire(&self) -> Request {
-        Request::One(
-            redis::cmd("SET")
-                .arg(&self.key)
-                .arg(&self.token)
-                .arg("NX")
-                .arg("PX")
-                .arg(self.lease.as_millis().max(1) as u64)
-                .to_owned(),
-        )
+    /// Takes the lock unless someone holds it.
+    pub(crate) fn acquire(&self) -> Op<'_> {
+        Op::Lock {
+            key: &self.key,
+            token: &self.token,
+            lease: self.lease,
+        }
     }
 
     /// The lock, once acquired.

@@ -31,8 +31,9 @@ use hashbrown::HashTable;
 
 use crate::config::{self, Installed};
 use crate::hash::FastHash;
-use crate::key::Key;
-use crate::store::redis::{Budget, Failure, Mget, RedisStore, Request, Values};
+use crate::key::{Key, RemoteName};
+use crate::store::{Budget, Failure, Op, Reply, SharedStore};
+use crate::sync::off_the_runtime;
 
 /// One key a scope asked Redis for, and what Redis answered.
 struct Slot {
@@ -43,8 +44,26 @@ struct Slot {
     /// `clear_local` since then has bumped it, and voids this answer.
     epoch: u64,
     hash: u64,
-    /// The stored bytes; `None` when Redis had nothing under the key.
+    /// Whether the store answered for this key (its request did not fail).
+    answered: bool,
+    /// The stored bytes; `None` when the store had nothing under the key.
     bytes: Option<Vec<u8>>,
+}
+
+/// The keys a scope asks one store for: positions in [`ScopeData::slots`].
+struct Batch {
+    store: Arc<dyn SharedStore>,
+    slots: Vec<usize>,
+}
+
+impl Batch {
+    /// The keys' names in the store, in the batch's order.
+    fn names<'a>(&self, scope: &'a ScopeData, prefix: &'a str) -> Vec<RemoteName<'a>> {
+        self.slots
+            .iter()
+            .map(|&at| scope.slots[at].key.remote_name(prefix))
+            .collect()
+    }
 }
 
 /// What one scope holds: a slot per fetched key, indexed by owner and arguments.
@@ -79,41 +98,43 @@ impl ScopeData {
         self.slots.push(slot);
     }
 
-    /// Stores Redis' answer, one value per slot in order. A failed request leaves the scope
-    /// empty (so every call inside behaves as without it) and counts one `l2_errors` per
-    /// function.
-    fn fill(&mut self, answer: Result<Values, Failure>) {
-        let keys = self.slots.len();
+    /// Stores a store's answer for `batch`, one value per slot in order. A failed request
+    /// leaves the batch's slots unanswered (so calls for them behave as without the scope)
+    /// and counts one `l2_errors` per function.
+    fn fill(&mut self, batch: &Batch, answer: Result<Reply, Failure>) {
+        let keys = batch.slots.len();
         match answer {
-            Ok(Values(values)) if values.len() == keys => {
-                for (slot, bytes) in self.slots.iter_mut().zip(values) {
+            Ok(Reply::Values(values)) if values.len() == keys => {
+                for (&at, bytes) in batch.slots.iter().zip(values) {
+                    let slot = &mut self.slots[at];
                     slot.bytes = bytes;
+                    slot.answered = true;
                 }
                 return;
             }
-            Ok(Values(values)) => {
-                let failure = format!("{} values for {keys} keys", values.len());
-                tracing::debug!(%failure, keys, "preload failed; each call inside asks redis for its own key");
+            Ok(other) => {
+                let failure = format!("{other:?} for {keys} keys");
+                tracing::debug!(%failure, keys, "preload failed; each call inside asks the store for its own key");
             }
             // The calls will find the breaker open too, and send nothing.
             Err(Failure::Skipped) => tracing::debug!(
                 keys,
-                "preload skipped: circuit breaker open; calls inside compute without redis while it is"
+                "preload skipped: circuit breaker open; calls inside compute without the store while it is"
             ),
             Err(failure) => tracing::debug!(
                 %failure,
                 keys,
-                "preload failed; each call inside asks redis for its own key (or computes, once the breaker opens)"
+                "preload failed; each call inside asks the store for its own key (or computes, once the breaker opens)"
             ),
         }
         let mut counted = Vec::new();
-        for slot in &self.slots {
+        for &at in &batch.slots {
+            let slot = &self.slots[at];
             if !counted.contains(&slot.owner) {
                 counted.push(slot.owner);
                 slot.key.owner().count_l2_error();
             }
         }
-        *self = ScopeData::default();
     }
 }
 
@@ -164,7 +185,7 @@ pub(crate) fn serve<T>(
         return Preloaded::Unknown;
     };
     let slot = &scope.slots[at];
-    if slot.epoch != epoch {
+    if slot.epoch != epoch || !slot.answered {
         return Preloaded::Unknown;
     }
     match &slot.bytes {
@@ -175,30 +196,34 @@ pub(crate) fn serve<T>(
 
 /// Whether an enclosing scope already answered for `args` of `owner` at this `epoch`.
 fn known(owner: usize, epoch: u64, args: &str) -> bool {
-    innermost(owner, args).is_some_and(|(scope, at)| scope.slots[at].epoch == epoch)
+    innermost(owner, args).is_some_and(|(scope, at)| {
+        let slot = &scope.slots[at];
+        slot.answered && slot.epoch == epoch
+    })
 }
 
-/// The store to ask, the slots of a new scope and the request that fills them: an MGET of
-/// every key that is not `local`, not fresh in L1 and not known to an enclosing scope, once.
-/// `None` when there is nothing to send.
+/// The slots of a new scope and, per store, the keys to ask it for: every key that is not
+/// `local`, not fresh in L1 and not known to an enclosing scope, once. `None` when there is
+/// nothing to send.
 fn plan(
     keys: impl IntoIterator<Item = Key>,
-    installed: Option<&Installed>,
-) -> Option<(&RedisStore, ScopeData, Request)> {
-    let installed = installed?;
-    let store = installed.remote.as_ref()?;
+    installed: &Installed,
+) -> Option<(ScopeData, Vec<Batch>)> {
     let keys = keys.into_iter();
     let expected = keys.size_hint().0;
     let mut scope = ScopeData {
         slots: Vec::with_capacity(expected),
         index: HashTable::with_capacity(expected),
     };
-    let mut mget = Mget::with_capacity(expected);
+    let mut batches: Vec<Batch> = Vec::new();
     for key in keys {
         let owner = key.owner();
         if owner.is_local() {
             continue;
         }
+        let Some(store) = installed.store(owner.store_name()) else {
+            continue;
+        };
         let (id, hash) = (owner.id(), slot_hash(owner.id(), key.args()));
         if scope.position(id, key.args(), hash).is_some() {
             continue;
@@ -208,37 +233,64 @@ fn plan(
         if owner.holds(key.args()) || known(id, epoch, key.args()) {
             continue;
         }
-        mget.key(&key.remote_name(&installed.prefix));
+        let same = |batch: &&mut Batch| {
+            Arc::as_ptr(&batch.store) as *const () == Arc::as_ptr(store) as *const ()
+        };
+        let at = scope.slots.len();
+        match batches.iter_mut().find(same) {
+            Some(batch) => batch.slots.push(at),
+            None => batches.push(Batch {
+                store: Arc::clone(store),
+                slots: vec![at],
+            }),
+        }
         scope.add(Slot {
             key,
             owner: id,
             epoch,
             hash,
+            answered: false,
             bytes: None,
         });
     }
-    (!scope.slots.is_empty()).then(|| (store, scope, mget.request()))
+    (!scope.slots.is_empty()).then_some((scope, batches))
 }
 
 fn fetch(keys: impl IntoIterator<Item = Key>) -> ScopeData {
-    let installed = config::current();
-    let Some((store, mut scope, request)) = plan(keys, installed.as_deref()) else {
+    let Some(installed) = config::current() else {
         return ScopeData::default();
     };
-    scope.fill(store.run(&request, &Budget::default()));
+    let Some((mut scope, batches)) = plan(keys, &installed) else {
+        return ScopeData::default();
+    };
+    for batch in &batches {
+        let answer = {
+            let names = batch.names(&scope, &installed.prefix);
+            off_the_runtime(|| batch.store.run(Op::GetMany(&names), &Budget::default()))
+        };
+        scope.fill(batch, answer);
+    }
     scope
 }
 
 async fn fetch_async(keys: impl IntoIterator<Item = Key>) -> ScopeData {
-    let installed = config::current();
-    let Some((store, mut scope, request)) = plan(keys, installed.as_deref()) else {
+    let Some(installed) = config::current() else {
         return ScopeData::default();
     };
-    scope.fill(store.run_async(&request, &Budget::default()).await);
+    let Some((mut scope, batches)) = plan(keys, &installed) else {
+        return ScopeData::default();
+    };
+    for batch in &batches {
+        let budget = Budget::default();
+        let answer = {
+            let names = batch.names(&scope, &installed.prefix);
+            batch.store.run_async(Op::GetMany(&names), &budget).await
+        };
+        scope.fill(batch, answer);
+    }
     scope
 }
 
-/// Pops the scope it pushed when dropped (also on unwind).
 struct Entered;
 
 impl Entered {

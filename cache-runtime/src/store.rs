@@ -1,9 +1,187 @@
-//! The layers values are kept in: [`local`] (L1, in-process) and [`redis`] (L2, shared).
+//! The layers values are kept in: [`local`] (L1, in-process) and the shared stores behind one
+//! trait, [`SharedStore`]: [`redis`] (feature `redis`) and [`disk`] (feature `disk`).
+//!
+//! The read path (`layered`, `scope`, `lock`) speaks only [`Op`]s and [`Reply`]s; each store
+//! turns them into its own requests (Redis commands, SQL statements). A store knows nothing
+//! of the read path above it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crate::key::RemoteName;
 
 pub(crate) mod local;
+
+#[cfg(feature = "redis")]
 pub(crate) mod redis;
 
-// Not yet reached from the call path: the store seam wires it in.
 #[cfg(feature = "disk")]
-#[allow(dead_code)]
 pub(crate) mod disk;
+
+/// One request to a shared store.
+#[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]
+pub(crate) enum Op<'a> {
+    /// The bytes under a key: [`Reply::Value`].
+    Get(&'a str),
+    /// The bytes under each key, in order, in one round-trip: [`Reply::Values`].
+    GetMany(&'a [RemoteName<'a>]),
+    /// Stores bytes under a key, for `ttl` (`None`: until evicted): [`Reply::Done`].
+    Set {
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Option<Duration>,
+    },
+    /// Removes a key: [`Reply::Done`].
+    Delete(&'a str),
+    /// Removes every key that begins with the prefix, in batches that do not hold the store
+    /// for long: [`Reply::Count`].
+    DeletePrefix(&'a str),
+    /// Takes the lock `key` with `token` for `lease`, unless it is held: [`Reply::Locked`].
+    Lock {
+        key: &'a str,
+        token: &'a str,
+        lease: Duration,
+    },
+    /// Releases the lock `key` if `token` still holds it: [`Reply::Done`].
+    Unlock { key: &'a str, token: &'a str },
+}
+
+impl Op<'_> {
+    /// The operation's name, for logs.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Get(_) => "get",
+            Op::GetMany(_) => "get_many",
+            Op::Set { .. } => "set",
+            Op::Delete(_) => "delete",
+            Op::DeletePrefix(_) => "delete_prefix",
+            Op::Lock { .. } => "lock",
+            Op::Unlock { .. } => "unlock",
+        }
+    }
+}
+
+/// A store's answer to an [`Op`].
+#[derive(Debug)]
+#[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]
+pub(crate) enum Reply {
+    Value(Option<Vec<u8>>),
+    Values(Vec<Option<Vec<u8>>>),
+    Done,
+    Count(u64),
+    Locked(bool),
+}
+
+/// A future a store's async operation returns.
+pub(crate) type Pending<'a> = Pin<Box<dyn Future<Output = Result<Reply, Failure>> + Send + 'a>>;
+
+/// A store shared by processes: Redis, Redis Cluster, a SQLite file on disk.
+pub(crate) trait SharedStore: Send + Sync {
+    /// `"redis"`, `"disk"`: for logs.
+    fn kind(&self) -> &'static str;
+
+    /// Whether requests may be sent now (`false` while a circuit breaker is open).
+    fn available(&self) -> bool {
+        true
+    }
+
+    /// Runs `op`, blocking the thread, within the call's `budget`.
+    fn run(&self, op: Op<'_>, budget: &Budget) -> Result<Reply, Failure>;
+
+    /// Runs `op` without blocking an async runtime's thread.
+    fn run_async<'a>(&'a self, op: Op<'a>, budget: &'a Budget) -> Pending<'a>;
+}
+
+/// Why a shared store gave no answer.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) enum Failure {
+    /// The circuit breaker is open: the request was not sent.
+    Skipped,
+    /// The call already spent its time budget on the store: the request was not sent.
+    OutOfTime,
+    /// No tokio runtime to drive an async request on.
+    NoRuntime,
+    /// The store failed or refused the request.
+    Store(StoreError),
+}
+
+/// What a store said went wrong.
+#[derive(Debug)]
+pub(crate) struct StoreError {
+    /// Which kind of store ([`SharedStore::kind`]).
+    pub(crate) store: &'static str,
+    /// When the store answered and refused (an error reply such as `NOPERM` or `OOM`, a
+    /// read-only or full disk): a short code, the same on every repetition, for warnings
+    /// rate-limited per code. `None` for failures to reach it (I/O, timeouts).
+    pub(crate) refusal: Option<String>,
+    /// What happened, without secrets.
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Skipped => f.write_str("skipped: circuit breaker open"),
+            Failure::OutOfTime => f.write_str("skipped: the call spent its time on the store"),
+            Failure::NoRuntime => f.write_str("no tokio runtime to run an async request on"),
+            Failure::Store(e) => write!(f, "{}: {}", e.store, e.message),
+        }
+    }
+}
+
+impl Failure {
+    /// The store's refusal code (`NOPERM`, `OOM`, `read-only`...) when it answered and
+    /// refused.
+    pub(crate) fn reply_code(&self) -> Option<&str> {
+        match self {
+            Failure::Store(e) => e.refusal.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A reply of the wrong shape for `op` (a bug or a foreign server).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn unexpected(
+        store: &'static str,
+        op: &Op<'_>,
+        reply: impl std::fmt::Debug,
+    ) -> Self {
+        Failure::Store(StoreError {
+            store,
+            refusal: None,
+            message: format!("unexpected answer to {}: {reply:?}", op.name()),
+        })
+    }
+}
+
+/// How many timeouts one call may spend on its store in all, over its requests.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+const CALL_BUDGET_TIMEOUTS: u32 = 2;
+
+/// What one call may still spend waiting on its shared store: [`CALL_BUDGET_TIMEOUTS`]
+/// timeouts over all its requests, each of which also ends one timeout after it starts.
+#[derive(Default)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct Budget {
+    spent_nanos: AtomicU64,
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl Budget {
+    /// When an operation starting `now` must end, or `None` when the budget is spent.
+    pub(crate) fn deadline(&self, timeout: Duration, now: Instant) -> Option<Instant> {
+        let spent = Duration::from_nanos(self.spent_nanos.load(Relaxed));
+        let left = (timeout * CALL_BUDGET_TIMEOUTS).saturating_sub(spent);
+        (!left.is_zero()).then(|| now + left.min(timeout))
+    }
+
+    /// Counts the time since `since` against the budget.
+    pub(crate) fn spend(&self, since: Instant) {
+        let nanos = since.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        self.spent_nanos.fetch_add(nanos, Relaxed);
+    }
+}

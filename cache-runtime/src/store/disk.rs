@@ -30,7 +30,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::clock;
-use crate::flight::lock;
+use crate::store::{Budget, Failure, Op, Pending, Reply, SharedStore, StoreError};
+use crate::sync::{lock, off_the_runtime};
 
 /// The database file's name inside the store's directory.
 pub(crate) const FILE_NAME: &str = "cache.sqlite3";
@@ -122,6 +123,53 @@ impl std::fmt::Display for DiskError {
 }
 
 impl std::error::Error for DiskError {}
+
+impl DiskError {
+    /// The error as the read path sees it: refusals that repeat on every call (a full or
+    /// read-only disk, a directory that cannot hold the file) carry their kind, for warnings
+    /// rate-limited per kind.
+    fn into_failure(self) -> Failure {
+        let kind = self.kind();
+        let refusal = match kind {
+            "busy" | "sqlite" => None,
+            kind => Some(kind.to_owned()),
+        };
+        Failure::Store(StoreError {
+            store: "disk",
+            refusal,
+            message: self.to_string(),
+        })
+    }
+}
+
+impl SharedStore for DiskStore {
+    fn kind(&self) -> &'static str {
+        "disk"
+    }
+
+    fn run(&self, op: Op<'_>, _budget: &Budget) -> std::result::Result<Reply, Failure> {
+        let reply = match op {
+            Op::Get(key) => self.get(key).map(Reply::Value),
+            Op::GetMany(names) => {
+                let keys: Vec<String> = names.iter().map(ToString::to_string).collect();
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                self.get_many(&keys).map(Reply::Values)
+            }
+            Op::Set { key, value, ttl } => self.set(key, value, ttl).map(|()| Reply::Done),
+            Op::Delete(key) => self.delete(key).map(|()| Reply::Done),
+            Op::DeletePrefix(prefix) => self.delete_prefix(prefix).map(Reply::Count),
+            Op::Lock { key, token, lease } => self.try_lock(key, token, lease).map(Reply::Locked),
+            Op::Unlock { key, token } => self.unlock(key, token).map(|_| Reply::Done),
+        };
+        reply.map_err(DiskError::into_failure)
+    }
+
+    /// SQLite answers from the local disk, within the busy timeout at worst: the operation
+    /// runs on this thread, off the runtime's workers (see [`off_the_runtime`]).
+    fn run_async<'a>(&'a self, op: Op<'a>, budget: &'a Budget) -> Pending<'a> {
+        Box::pin(async move { off_the_runtime(|| self.run(op, budget)) })
+    }
+}
 
 impl From<rusqlite::Error> for DiskError {
     fn from(e: rusqlite::Error) -> Self {
@@ -380,6 +428,91 @@ impl DiskStore {
             set_aside_file(&path);
         }
     }
+}
+
+/// The platform's cache directory for `app`: `$XDG_CACHE_HOME/app` (when absolute) or
+/// `~/.cache/app` on Linux and other Unixes, `~/Library/Caches/app` on macOS,
+/// `%LOCALAPPDATA%\\app` on Windows. `None` when the environment names no home.
+pub fn default_cache_dir(app: &str) -> Option<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = if cfg!(windows) {
+        var("LOCALAPPDATA")
+    } else if cfg!(target_os = "macos") {
+        var("HOME").map(|home| home.join("Library").join("Caches"))
+    } else {
+        var("XDG_CACHE_HOME")
+            .filter(|dir| dir.is_absolute())
+            .or_else(|| var("HOME").map(|home| home.join(".cache")))
+    };
+    base.map(|dir| dir.join(app))
+}
+
+/// What a disk store holds (see [`disk_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Entries stored, expired ones not yet removed included.
+    pub entries: u64,
+    /// Bytes of their keys and values (what `max_bytes` bounds).
+    pub bytes: u64,
+    /// Size of the database file and its write-ahead log.
+    pub file_bytes: u64,
+}
+
+impl std::fmt::Display for DiskUsage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} entries, {} bytes of keys and values, {} bytes on disk",
+            self.entries, self.bytes, self.file_bytes
+        )
+    }
+}
+
+/// What the disk store in `dir` holds (none of it if the directory has no store yet).
+///
+/// # Errors
+///
+/// [`crate::Error::Disk`] when the file cannot be opened or read.
+pub fn disk_usage(
+    dir: impl AsRef<std::path::Path>,
+) -> std::result::Result<DiskUsage, crate::Error> {
+    let dir = dir.as_ref();
+    let error = |reason: String| crate::Error::Disk {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    if !dir.join(FILE_NAME).exists() {
+        return Ok(DiskUsage {
+            entries: 0,
+            bytes: 0,
+            file_bytes: 0,
+        });
+    }
+    let store = DiskStore::new(dir, DEFAULT_MAX_BYTES, Duration::from_secs(1));
+    let (entries, bytes) = store
+        .with(|conn| {
+            let entries: i64 = conn.query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))?;
+            let bytes: i64 =
+                conn.query_row("SELECT value FROM meta WHERE name = 'bytes'", [], |r| {
+                    r.get(0)
+                })?;
+            Ok((entries.max(0) as u64, bytes.max(0) as u64))
+        })
+        .map_err(|e| error(e.to_string()))?;
+    let file_bytes = ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(dir.join(format!("{FILE_NAME}{suffix}"))).ok())
+        .map(|m| m.len())
+        .sum();
+    Ok(DiskUsage {
+        entries,
+        bytes,
+        file_bytes,
+    })
 }
 
 /// Notes that `rows` (key, when last noted) were read at `now`, for those not noted within

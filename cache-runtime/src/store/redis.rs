@@ -11,7 +11,6 @@
 
 mod blocking;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,9 +21,10 @@ use redis::{
 };
 
 use crate::breaker::Breaker;
-use crate::config::{redacted, Error};
-use crate::flight::lock;
+use crate::config::{redacted, Error, TlsFiles};
 use crate::key::RemoteName;
+use crate::store::{Budget, Failure, Op, Pending, Reply, SharedStore, StoreError};
+use crate::sync::lock;
 
 use blocking::{Answer, Connection, OpenError};
 
@@ -36,75 +36,6 @@ pub(crate) const MGET_BATCH: usize = 256;
 
 /// Idle blocking connections kept for reuse.
 const IDLE_CONNECTIONS: usize = 16;
-
-/// How many timeouts one call may spend on Redis in all, over its requests.
-const CALL_BUDGET_TIMEOUTS: u32 = 2;
-
-/// Why a Redis operation did not give an answer.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// The circuit breaker is open: the request was not sent.
-    Skipped,
-    /// The call already spent its time budget on Redis: the request was not sent.
-    OutOfTime,
-    /// No tokio runtime to drive an async request on.
-    NoRuntime,
-    /// The request failed or timed out.
-    Redis(redis::RedisError),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Skipped => f.write_str("skipped: circuit breaker open"),
-            Failure::OutOfTime => f.write_str("skipped: the call spent its time on redis"),
-            Failure::NoRuntime => f.write_str("no tokio runtime to run an async redis request on"),
-            Failure::Redis(e) => write!(f, "redis: {e}"),
-        }
-    }
-}
-
-impl Failure {
-    /// The server's error code (`NOPERM`, `OOM`, `WRONGTYPE`, ...) when this is an error
-    /// reply.
-    pub(crate) fn reply_code(&self) -> Option<&str> {
-        match self {
-            Failure::Redis(e) if is_reply(e) => e.code(),
-            _ => None,
-        }
-    }
-}
-
-/// What one call may still spend waiting on Redis: [`CALL_BUDGET_TIMEOUTS`] timeouts over
-/// all its requests, each of which also ends one timeout after it starts.
-#[derive(Default)]
-pub(crate) struct Budget {
-    spent_nanos: AtomicU64,
-}
-
-impl Budget {
-    fn deadline(&self, timeout: Duration, now: Instant) -> Option<Instant> {
-        let spent = Duration::from_nanos(self.spent_nanos.load(Relaxed));
-        let left = (timeout * CALL_BUDGET_TIMEOUTS).saturating_sub(spent);
-        (!left.is_zero()).then(|| now + left.min(timeout))
-    }
-
-    fn spend(&self, since: Instant) {
-        let nanos = since.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-        self.spent_nanos.fetch_add(nanos, Relaxed);
-    }
-}
-
-/// The PEM files given for `rediss://` connections (`Config::tls_ca_file`,
-/// `Config::tls_client_cert`); empty without the `tls` feature.
-#[derive(Debug, Clone, Default)]
-#[cfg_attr(not(feature = "tls"), allow(dead_code))]
-pub(crate) struct TlsFiles {
-    /// Certificates to trust instead of the system's roots.
-    pub(crate) ca: Option<std::path::PathBuf>,
-    /// A client certificate (chain) and its private key.
-    pub(crate) client: Option<(std::path::PathBuf, std::path::PathBuf)>,
-}
 
 #[cfg(feature = "tls")]
 mod tls;
@@ -208,17 +139,8 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Whether requests may be sent now (the circuit breaker is closed or probing).
-    pub(crate) fn available(&self) -> bool {
-        self.breaker.allows()
-    }
-
     /// Sends `request` on a blocking connection, within the call's `budget`.
-    pub(crate) fn run<T: FromRedisValue>(
-        &self,
-        request: &Request,
-        budget: &Budget,
-    ) -> Result<T, Failure> {
+    fn request<T: FromRedisValue>(&self, request: &Request, budget: &Budget) -> Result<T, Failure> {
         if !self.breaker.allows() {
             return Err(Failure::Skipped);
         }
@@ -267,7 +189,7 @@ impl RedisStore {
     }
 
     /// Sends `request` on the shared multiplexed connection, within the call's `budget`.
-    pub(crate) async fn run_async<T: FromRedisValue>(
+    async fn request_async<T: FromRedisValue>(
         &self,
         request: &Request,
         budget: &Budget,
@@ -316,12 +238,12 @@ impl RedisStore {
                 // The server is alive and answering: nothing for the breaker to spare calls.
                 tracing::debug!(error = %e, "redis answered with an error");
                 self.breaker.succeeded();
-                Err(Failure::Redis(e))
+                Err(failure(e))
             }
             Err(e) => {
                 tracing::debug!(error = %e, "redis request failed");
                 self.breaker.failed();
-                Err(Failure::Redis(e))
+                Err(failure(e))
             }
         }
     }
@@ -349,6 +271,200 @@ impl RedisStore {
     }
 }
 
+/// Keys one `SCAN` round asks for when clearing a prefix (and at most as many per `UNLINK`).
+const SCAN_COUNT: usize = 500;
+
+impl SharedStore for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn available(&self) -> bool {
+        self.breaker.allows()
+    }
+
+    fn run(&self, op: Op<'_>, budget: &Budget) -> Result<Reply, Failure> {
+        if let Op::DeletePrefix(prefix) = op {
+            let mut clear = Clear::new(prefix);
+            while let Some(request) = clear.next_request() {
+                // Each round has a budget of its own: a large prefix takes many.
+                let answer = self.request::<Value>(&request, &Budget::default())?;
+                clear.answer(answer)?;
+            }
+            return Ok(Reply::Count(clear.removed));
+        }
+        let request = request_for(&op);
+        let answer = self.request::<Value>(&request, budget)?;
+        reply_for(&op, answer)
+    }
+
+    fn run_async<'a>(&'a self, op: Op<'a>, budget: &'a Budget) -> Pending<'a> {
+        Box::pin(async move {
+            if let Op::DeletePrefix(prefix) = op {
+                let mut clear = Clear::new(prefix);
+                while let Some(request) = clear.next_request() {
+                    let answer = self
+                        .request_async::<Value>(&request, &Budget::default())
+                        .await?;
+                    clear.answer(answer)?;
+                }
+                return Ok(Reply::Count(clear.removed));
+            }
+            let request = request_for(&op);
+            let answer = self.request_async::<Value>(&request, budget).await?;
+            reply_for(&op, answer)
+        })
+    }
+}
+
+/// The command(s) for one operation (all but [`Op::DeletePrefix`], see [`Clear`]).
+fn request_for(op: &Op<'_>) -> Request {
+    match *op {
+        Op::Get(key) => get(key),
+        Op::GetMany(names) => {
+            let mut mget = Mget::with_capacity(names.len());
+            for name in names {
+                mget.key(name);
+            }
+            mget.request()
+        }
+        Op::Set { key, value, ttl } => set(key, value, ttl),
+        Op::Delete(key) => del(key),
+        Op::Lock { key, token, lease } => Request::One(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(lease.as_millis().max(1) as u64)
+                .to_owned(),
+        ),
+        Op::Unlock { key, token } => {
+            // Only the owner deletes it: an owner that overran its lease must not release
+            // the lock another caller has taken since.
+            const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                 return redis.call('DEL', KEYS[1]) else return 0 end";
+            Request::One(
+                redis::cmd("EVAL")
+                    .arg(SCRIPT)
+                    .arg(1)
+                    .arg(key)
+                    .arg(token)
+                    .to_owned(),
+            )
+        }
+        Op::DeletePrefix(_) => unreachable!("clearing a prefix takes several requests"),
+    }
+}
+
+/// Reads Redis' answer to `op`.
+fn reply_for(op: &Op<'_>, answer: Value) -> Result<Reply, Failure> {
+    let unexpected = |answer: &Value| Failure::unexpected("redis", op, answer);
+    match (op, answer) {
+        (Op::Get(_), Value::Nil) => Ok(Reply::Value(None)),
+        (Op::Get(_), Value::BulkString(bytes)) => Ok(Reply::Value(Some(bytes))),
+        (Op::GetMany(names), answer) => {
+            let mut values = Vec::with_capacity(names.len());
+            if flatten(answer, &mut values, true).is_err() || values.len() != names.len() {
+                return Err(Failure::unexpected(
+                    "redis",
+                    op,
+                    format!("{} values", values.len()),
+                ));
+            }
+            Ok(Reply::Values(values))
+        }
+        (Op::Set { .. }, Value::Okay | Value::SimpleString(_)) => Ok(Reply::Done),
+        (Op::Delete(_) | Op::Unlock { .. }, Value::Int(_)) => Ok(Reply::Done),
+        (Op::Lock { .. }, Value::Okay | Value::SimpleString(_)) => Ok(Reply::Locked(true)),
+        (Op::Lock { .. }, Value::Nil) => Ok(Reply::Locked(false)),
+        (_, answer) => Err(unexpected(&answer)),
+    }
+}
+
+/// Removing every key under a prefix: `SCAN` rounds with a `MATCH` pattern, each followed by
+/// an `UNLINK` of what it found (freed in the background, so Redis is never held long).
+struct Clear {
+    pattern: String,
+    cursor: Option<String>,
+    to_unlink: Vec<Vec<u8>>,
+    removed: u64,
+}
+
+impl Clear {
+    fn new(prefix: &str) -> Self {
+        let mut pattern = String::with_capacity(prefix.len() + 1);
+        for c in prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        Clear {
+            pattern,
+            cursor: Some("0".into()),
+            to_unlink: Vec::new(),
+            removed: 0,
+        }
+    }
+
+    /// The next request, or `None` when the scan is over and everything found is unlinked.
+    fn next_request(&mut self) -> Option<Request> {
+        if !self.to_unlink.is_empty() {
+            let mut cmd = redis::cmd("UNLINK");
+            for key in self.to_unlink.drain(..) {
+                cmd.arg(key);
+            }
+            return Some(Request::One(cmd));
+        }
+        let cursor = self.cursor.as_ref()?;
+        Some(Request::One(
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&self.pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .to_owned(),
+        ))
+    }
+
+    fn answer(&mut self, answer: Value) -> Result<(), Failure> {
+        match answer {
+            Value::Int(n) => {
+                self.removed += n.max(0) as u64;
+                Ok(())
+            }
+            Value::Array(mut parts) if parts.len() == 2 => {
+                let keys = parts.pop();
+                let cursor = parts.pop();
+                let (Some(Value::BulkString(cursor)), Some(Value::Array(keys))) = (cursor, keys)
+                else {
+                    return Err(self.odd("a SCAN reply of another shape"));
+                };
+                let cursor = String::from_utf8_lossy(&cursor).into_owned();
+                self.cursor = (cursor != "0").then_some(cursor);
+                for key in keys {
+                    if let Value::BulkString(key) = key {
+                        self.to_unlink.push(key);
+                    }
+                }
+                Ok(())
+            }
+            other => Err(self.odd(&format!("{other:?}"))),
+        }
+    }
+
+    fn odd(&self, what: &str) -> Failure {
+        Failure::Store(StoreError {
+            store: "redis",
+            refusal: None,
+            message: format!("clearing `{}`: unexpected answer {what}", self.pattern),
+        })
+    }
+}
+
 #[cfg(feature = "tls")]
 fn tls_error(url: &str, reason: String) -> Error {
     Error::InvalidTls {
@@ -363,6 +479,15 @@ fn tls_error(url: &str, reason: String) -> Error {
         url: redacted(url),
         reason,
     }
+}
+
+/// A redis-rs error as the read path sees it: an error reply keeps its code (NOPERM, OOM...).
+fn failure(e: redis::RedisError) -> Failure {
+    Failure::Store(StoreError {
+        store: "redis",
+        refusal: is_reply(&e).then(|| e.code().unwrap_or("ERR").to_owned()),
+        message: e.to_string(),
+    })
 }
 
 /// Whether `e` is an error reply of the server (OOM, WRONGTYPE, NOPERM, ...), read whole:
@@ -441,18 +566,6 @@ impl Mget {
             pipe.add_command(cmd);
         }
         Request::Many(pipe)
-    }
-}
-
-/// The answer to an [`Mget`]: one optional value per key, in key order, whether it came as
-/// one MGET reply or as a pipeline of them.
-pub(crate) struct Values(pub(crate) Vec<Option<Vec<u8>>>);
-
-impl FromRedisValue for Values {
-    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
-        let mut values = Vec::new();
-        flatten(value, &mut values, true)?;
-        Ok(Values(values))
     }
 }
 
