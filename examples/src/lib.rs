@@ -2,3 +2,4 @@
 //! so that its HTTP test can serve it too.
 
 pub mod notes;
+pub mod titles;
