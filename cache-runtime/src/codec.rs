@@ -219,6 +219,27 @@ fn read_header<T, C: Codec>(bytes: &[u8]) -> Result<Header, DecodeError> {
     })
 }
 
+/// Values the codec's tests share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    /// A recursive value: each level is a struct and a sequence (two levels of depth).
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    pub(crate) struct Tree {
+        pub(crate) children: Vec<Tree>,
+    }
+
+    /// A tree `depth` levels of `Tree` deep, one child each.
+    pub(crate) fn chain(depth: usize) -> Tree {
+        let mut tree = Tree { children: vec![] };
+        for _ in 1..depth {
+            tree = Tree {
+                children: vec![tree],
+            };
+        }
+        tree
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,20 +276,7 @@ mod tests {
         assert!(decode::<String, DefaultCodec>(&padded).is_err());
     }
 
-    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
-    struct Tree {
-        children: Vec<Tree>,
-    }
-
-    fn chain(depth: usize) -> Tree {
-        let mut tree = Tree { children: vec![] };
-        for _ in 1..depth {
-            tree = Tree {
-                children: vec![tree],
-            };
-        }
-        tree
-    }
+    use fixtures::{chain, Tree};
 
     #[test]
     fn every_single_bit_flip_is_a_decode_error() {

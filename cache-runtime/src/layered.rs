@@ -473,14 +473,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let out = body.await;
         let write = self.store_computed(call, remote.as_ref(), &out, started, replaces);
         drop(leader);
-        if let (Some(remote), Some(write)) = (&remote, write) {
-            let op = Op::Set {
-                key: &remote.key,
-                value: &write.bytes,
-                ttl: write.ttl,
-            };
-            self.send(io, remote, op, &call.budget).await;
-        }
+        self.send_write(io, remote.as_ref(), write, &call.budget)
+            .await;
         if let (Some(remote), Some(owned)) = (&remote, lock) {
             self.send(io, remote, owned.release(), &call.budget).await;
         }
@@ -756,6 +750,24 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         }
     }
 
+    /// Sends the shared store's write of a stored value, if there is one to send.
+    async fn send_write(
+        &self,
+        io: &impl Io,
+        remote: Option<&Remote>,
+        write: Option<Write>,
+        budget: &Budget,
+    ) {
+        if let (Some(remote), Some(write)) = (remote, write) {
+            let op = Op::Set {
+                key: &remote.key,
+                value: &write.bytes,
+                ttl: write.ttl,
+            };
+            self.send(io, remote, op, budget).await;
+        }
+    }
+
     /// Sends one operation to the call's store; a failure is counted and logged, and reads
     /// as `None`.
     async fn send(
@@ -902,14 +914,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         // Front tables probe integer keys by their bits, a stripe this call cannot name:
         // every slot of the function is voided (a put is rare).
         self.front_epochs.bump_all();
-        if let (Some(remote), Some(write)) = (&remote, write) {
-            let op = Op::Set {
-                key: &remote.key,
-                value: &write.bytes,
-                ttl: write.ttl,
-            };
-            self.send(io, remote, op, &call.budget).await;
-        }
+        self.send_write(io, remote.as_ref(), write, &call.budget)
+            .await;
     }
 
     /// Removes every entry of this function (this `version`) from the shared store, in

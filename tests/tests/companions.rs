@@ -56,7 +56,11 @@ fn put_replaces_every_threads_copy_and_reaches_redis() {
     std::thread::scope(|s| {
         s.spawn(|| {
             assert_eq!(greeting(1), "computed 1");
-            assert_eq!(greeting(1), "computed 1", "now in this thread's front table");
+            assert_eq!(
+                greeting(1),
+                "computed 1",
+                "now in this thread's front table"
+            );
             held.wait();
             put_done.wait();
             assert_eq!(greeting(1), "warmed 1", "the front copy was replaced");
@@ -120,9 +124,21 @@ fn clear_removes_every_entry_of_the_function_and_nothing_else() {
     assert_eq!(keys_like(&server, &page_prefix), 1200);
     server.reset_stats();
     page::clear();
-    assert_eq!(keys_like(&server, &page_prefix), 0, "every entry of page is gone");
-    assert_eq!(keys_like(&server, &other_prefix), 10, "other keeps its entries");
-    assert!(server.calls("scan") >= 3, "SCAN rounds: {}", server.calls("scan"));
+    assert_eq!(
+        keys_like(&server, &page_prefix),
+        0,
+        "every entry of page is gone"
+    );
+    assert_eq!(
+        keys_like(&server, &other_prefix),
+        10,
+        "other keeps its entries"
+    );
+    assert!(
+        server.calls("scan") >= 3,
+        "SCAN rounds: {}",
+        server.calls("scan")
+    );
     assert!(server.calls("unlink") >= 3);
     let runs = PAGE.load(SeqCst);
     page(5);
@@ -201,13 +217,20 @@ fn named_stores_are_reached_by_name_and_a_missing_one_keeps_the_function_in_memo
         .arg(in_second_store::key(1).to_string())
         .query(&mut second.connection())
         .expect("EXISTS");
-    assert!(in_second, "the named store holds the named function's value");
+    assert!(
+        in_second,
+        "the named store holds the named function's value"
+    );
     for n in 0..3 {
         assert_eq!(in_missing_store(n), 300 + n);
     }
     assert_eq!(in_missing_store(0), 300, "still cached in memory");
     assert_eq!(NOWHERE.load(SeqCst), 3);
-    assert_eq!(first.calls("set") + second.calls("set"), 2, "nothing written for it");
+    assert_eq!(
+        first.calls("set") + second.calls("set"),
+        2,
+        "nothing written for it"
+    );
     let warnings: Vec<String> = logs
         .take()
         .into_iter()

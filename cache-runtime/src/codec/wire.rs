@@ -604,20 +604,7 @@ mod tests {
         }
     }
 
-    #[derive(Serialize, Deserialize, PartialEq, Debug)]
-    struct Tree {
-        children: Vec<Tree>,
-    }
-
-    fn chain(depth: usize) -> Tree {
-        let mut tree = Tree { children: vec![] };
-        for _ in 1..depth {
-            tree = Tree {
-                children: vec![tree],
-            };
-        }
-        tree
-    }
+    use crate::codec::fixtures::{chain, Tree};
 
     /// Runs `f` on a thread with a small stack (a tokio worker has 2 MiB).
     fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
