@@ -99,8 +99,7 @@ impl Waiter {
 
     /// Waits, without blocking the thread, until the leader is done.
     pub(crate) async fn wait_async(self) {
-        let notified = self.flight.notify.notified();
-        tokio::pin!(notified);
+        let mut notified = std::pin::pin!(self.flight.notify.notified());
         notified.as_mut().enable();
         if self.flight.done.load(Ordering::Acquire) {
             return;
