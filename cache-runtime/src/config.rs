@@ -301,6 +301,7 @@ impl Config {
         for (name, store) in &self.named {
             named.push((name.clone(), store.open(&self)?));
         }
+        crate::key::set_prefix(&self.prefix);
         let installed = Arc::new(Installed {
             prefix: self.prefix,
             default,
@@ -313,6 +314,7 @@ impl Config {
     /// Removes the installed configuration: every function goes back to L1 only.
     pub fn uninstall() {
         *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = None;
+        crate::key::set_prefix("");
     }
 }
 
@@ -459,11 +461,6 @@ static INSTALLED: RwLock<Option<Arc<Installed>>> = RwLock::new(None);
 /// The configuration in force, if one is installed.
 pub(crate) fn current() -> Option<Arc<Installed>> {
     INSTALLED.read().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
-/// The current key prefix ("" when none).
-pub(crate) fn current_prefix() -> String {
-    current().map(|c| c.prefix.clone()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -29,8 +29,6 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::layered::KeyOwner;
-
 /// Bytes kept inline before a key spills to the heap; most keys (a few integers or a short
 /// string) fit, so building a key on the hit path allocates nothing.
 const INLINE: usize = 32;
@@ -448,6 +446,38 @@ impl Key {
     }
 }
 
+/// What a [`Key`] needs from the function it belongs to.
+pub(crate) trait KeyOwner: Send + Sync {
+    /// The cache name.
+    fn name(&self) -> &str;
+    /// The `version` argument.
+    fn version(&self) -> u32;
+    /// `true` for `local` functions, which never use Redis.
+    fn is_local(&self) -> bool;
+    /// The named shared store the function uses (`None`: the default store).
+    fn store_name(&self) -> Option<&'static str>;
+    /// Whether L1 holds a fresh entry for these arguments.
+    fn holds(&self, args: &str) -> bool;
+    /// Counts a Redis failure against this function.
+    fn count_l2_error(&self);
+    /// An identity for maps keyed by function.
+    fn id(&self) -> usize;
+    /// Bumped by every `invalidate` and `clear_local`: an answer read at an older epoch may
+    /// predate them.
+    fn epoch(&self) -> u64;
+}
+
+/// The key prefix of the installed config, kept here for `Display for Key` (set by
+/// `Config::install`): the key module depends on nothing of the crate's.
+static PREFIX: std::sync::RwLock<String> = std::sync::RwLock::new(String::new());
+
+/// Sets the prefix keys are displayed with.
+pub(crate) fn set_prefix(prefix: &str) {
+    let mut current = PREFIX.write().unwrap_or_else(|e| e.into_inner());
+    current.clear();
+    current.push_str(prefix);
+}
+
 /// The parts of an entry's key in Redis, written out as `{prefix}:{name}:v{version}:{args}`
 /// (without `{prefix}:` when the prefix is empty). The one definition of that layout.
 pub(crate) struct RemoteName<'a> {
@@ -501,7 +531,8 @@ pub(crate) fn remote_key(prefix: &str, name: &str, version: u32, args: &str) -> 
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.remote(&crate::config::current_prefix()))
+        let prefix = PREFIX.read().unwrap_or_else(|e| e.into_inner());
+        f.write_str(&self.remote(&prefix))
     }
 }
 

@@ -28,34 +28,13 @@ use crate::flight::{self, Flights, Joined, Leader};
 use crate::freshness::{Lifetime, Verdict};
 use crate::front::{self, Epochs, Front, Lookup, Probe};
 use crate::io::{self, Blocking, Io, NonBlocking};
-use crate::key::{self, Key, KeyBuf};
+use crate::key::{self, Key, KeyBuf, KeyOwner};
 use crate::lock::{self, Lock};
 use crate::outcome::Outcome;
 use crate::scope::{self, Preloaded};
 use crate::stats::{Counters, Stats};
 use crate::store::local::{Entry, LocalStore};
 use crate::store::{Budget, Op, Reply, SharedStore};
-
-/// What a [`Key`] needs from the function it belongs to.
-pub trait KeyOwner: Send + Sync {
-    /// The cache name.
-    fn name(&self) -> &str;
-    /// The `version` argument.
-    fn version(&self) -> u32;
-    /// `true` for `local` functions, which never use Redis.
-    fn is_local(&self) -> bool;
-    /// The named shared store the function uses (`None`: the default store).
-    fn store_name(&self) -> Option<&'static str>;
-    /// Whether L1 holds a fresh entry for these arguments.
-    fn holds(&self, args: &str) -> bool;
-    /// Counts a Redis failure against this function.
-    fn count_l2_error(&self);
-    /// An identity for maps keyed by function.
-    fn id(&self) -> usize;
-    /// Bumped by every `invalidate` and `clear_local`: an answer read at an older epoch may
-    /// predate them.
-    fn epoch(&self) -> u64;
-}
 
 /// How a function's values go to and from bytes (absent for `local` functions, which need no
 /// serde bounds).

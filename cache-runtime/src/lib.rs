@@ -48,7 +48,6 @@ pub mod __private;
 pub use cache_macros::cached;
 pub use config::{Config, Error, Store};
 pub use key::{encode as encode_key, Key, KeyBuf, KeyPart};
-pub use layered::KeyOwner;
 pub use outcome::{Outcome, Plain};
 pub use scope::{preload, preload_async};
 pub use stats::Stats;

@@ -38,7 +38,7 @@ use crate::sync::off_the_runtime;
 /// One key a scope asked Redis for, and what Redis answered.
 struct Slot {
     key: Key,
-    /// The owner's identity ([`KeyOwner::id`](crate::KeyOwner::id)).
+    /// The owner's identity (`KeyOwner::id`).
     owner: usize,
     /// The owner's epoch, read before its L1 was asked and the MGET sent: an `invalidate` or
     /// `clear_local` since then has bumped it, and voids this answer.
