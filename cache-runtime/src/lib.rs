@@ -26,6 +26,7 @@ mod breaker;
 mod clock;
 pub mod codec;
 mod config;
+mod error;
 mod flight;
 mod freshness;
 mod front;

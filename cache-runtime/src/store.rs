@@ -158,6 +158,17 @@ impl Failure {
     }
 }
 
+/// The PEM files given for `rediss://` connections (`Config::tls_ca_file`,
+/// `Config::tls_client_cert`); empty without the `tls` feature.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) struct TlsFiles {
+    /// Certificates to trust instead of the system's roots.
+    pub(crate) ca: Option<std::path::PathBuf>,
+    /// A client certificate (chain) and its private key.
+    pub(crate) client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
 /// How many timeouts one call may spend on its store in all, over its requests.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 const CALL_BUDGET_TIMEOUTS: u32 = 2;

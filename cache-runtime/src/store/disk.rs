@@ -476,12 +476,12 @@ impl std::fmt::Display for DiskUsage {
 ///
 /// # Errors
 ///
-/// [`crate::Error::Disk`] when the file cannot be opened or read.
+/// [`Error::Disk`](crate::Error::Disk) when the file cannot be opened or read.
 pub fn disk_usage(
     dir: impl AsRef<std::path::Path>,
-) -> std::result::Result<DiskUsage, crate::Error> {
+) -> std::result::Result<DiskUsage, crate::error::Error> {
     let dir = dir.as_ref();
-    let error = |reason: String| crate::Error::Disk {
+    let error = |reason: String| crate::error::Error::Disk {
         dir: dir.to_path_buf(),
         reason,
     };

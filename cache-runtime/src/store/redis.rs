@@ -21,9 +21,9 @@ use redis::{
 };
 
 use crate::breaker::Breaker;
-use crate::config::{redacted, Error, TlsFiles};
+use crate::error::{redacted, Error};
 use crate::key::RemoteName;
-use crate::store::{Budget, Failure, Op, Pending, Reply, SharedStore, StoreError};
+use crate::store::{Budget, Failure, Op, Pending, Reply, SharedStore, StoreError, TlsFiles};
 use crate::sync::lock;
 
 use blocking::{Answer, Connection, OpenError};

@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use super::blocking::left;
-use crate::config::TlsFiles;
+use crate::store::TlsFiles;
 
 /// The blocking pool's TLS settings: `None` for a `redis://` URL.
 pub(crate) struct Tls {
