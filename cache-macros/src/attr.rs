@@ -1,12 +1,13 @@
 //! `#[cached(..)]` arguments, parsed into a typed struct, then checked against the function.
 
 use syn::meta::ParseNestedMeta;
-use syn::{Expr, ExprLit, FnArg, Lit, LitStr, Pat, Path, Signature, Token};
+use syn::{Expr, ExprLit, FnArg, Lit, LitStr, Pat, Path, ReturnType, Signature, Token};
 
 /// Every argument, as the error messages list them.
 pub(crate) const VALID: &str = "`ttl`, `key`, `name`, `version`, `capacity`, `local`, `lock`, \
-                                 `lock_timeout`, `jitter`, `refresh`, `beta`, `stale`, `store`, \
-                                 `crate`";
+                                 `lock_timeout`, `jitter`, `refresh`, `beta`, `stale`, \
+                                 `stale_if_error`, `cache_none`, `none_ttl`, `expires`, \
+                                 `local_ttl`, `idle`, `policy`, `store`, `crate`";
 
 /// A length of time: `60` (seconds) or a `Duration` expression.
 pub(crate) enum Ttl {
@@ -29,6 +30,13 @@ pub(crate) struct CachedArgs {
     pub(crate) refresh_early: Option<Path>,
     pub(crate) beta: Option<(f64, Path)>,
     pub(crate) stale: Option<(Ttl, Path)>,
+    pub(crate) stale_if_error: Option<(Ttl, Path)>,
+    pub(crate) cache_none: Option<Path>,
+    pub(crate) none_ttl: Option<(Ttl, Path)>,
+    pub(crate) expires: Option<Path>,
+    pub(crate) local_ttl: Option<(Ttl, Path)>,
+    pub(crate) idle: Option<(Ttl, Path)>,
+    pub(crate) policy: Option<LitStr>,
     pub(crate) store: Option<LitStr>,
     pub(crate) krate: Option<Path>,
 }
@@ -113,7 +121,8 @@ impl CachedArgs {
         };
         let fresh = match name.as_str() {
             "ttl" | "key" | "name" | "version" | "capacity" | "local" | "lock" | "lock_timeout"
-            | "jitter" | "refresh" | "beta" | "stale" | "store" | "crate" => {
+            | "jitter" | "refresh" | "beta" | "stale" | "stale_if_error" | "cache_none"
+            | "none_ttl" | "expires" | "local_ttl" | "idle" | "policy" | "store" | "crate" => {
                 seen.first(&name, path, errors)
             }
             _ => {
@@ -124,7 +133,7 @@ impl CachedArgs {
                 return skip_value(meta);
             }
         };
-        if name == "local" || name == "lock" {
+        if matches!(name.as_str(), "local" | "lock" | "cache_none" | "expires") {
             if meta.input.peek(Token![=]) {
                 errors.at(
                     path,
@@ -134,6 +143,8 @@ impl CachedArgs {
             }
             match name.as_str() {
                 "local" => self.local = true,
+                "cache_none" => self.cache_none = Some(path.clone()),
+                "expires" => self.expires = Some(path.clone()),
                 _ => self.lock = Some(path.clone()),
             }
             return Ok(());
@@ -156,6 +167,18 @@ impl CachedArgs {
                     duration(value, "lock_timeout", errors).map(|t| (t, path.clone()))
             }
             "stale" => self.stale = duration(value, "stale", errors).map(|t| (t, path.clone())),
+            "stale_if_error" => {
+                self.stale_if_error =
+                    duration(value, "stale_if_error", errors).map(|t| (t, path.clone()))
+            }
+            "none_ttl" => {
+                self.none_ttl = duration(value, "none_ttl", errors).map(|t| (t, path.clone()))
+            }
+            "local_ttl" => {
+                self.local_ttl = duration(value, "local_ttl", errors).map(|t| (t, path.clone()))
+            }
+            "idle" => self.idle = duration(value, "idle", errors).map(|t| (t, path.clone())),
+            "policy" => self.policy = policy(value, errors),
             "jitter" => {
                 self.jitter = float(&value, "jitter", errors).filter(|&j| {
                     let ok = j > 0.0 && j < 1.0;
@@ -222,6 +245,11 @@ fn example(name: &str) -> &'static str {
         "refresh" => "refresh = early",
         "beta" => "beta = 1.0",
         "stale" => "stale = 30",
+        "stale_if_error" => "stale_if_error = 300",
+        "none_ttl" => "none_ttl = 30",
+        "local_ttl" => "local_ttl = 5",
+        "idle" => "idle = 600",
+        "policy" => "policy = \"lru\"",
         "store" => "store = \"pages\"",
         "crate" => "crate = \"my_cache\"",
         _ => "argument = value",
@@ -391,6 +419,19 @@ fn cache_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
         errors.at(
             &lit,
             "`name` must be non-empty, without spaces, with colons only as `::` (e.g. `name = \"notes::markup\"`)",
+        );
+        return None;
+    }
+    Some(lit)
+}
+
+fn policy(value: Expr, errors: &mut Errors) -> Option<LitStr> {
+    let lit = string(value, "policy", errors)?;
+    if !matches!(lit.value().as_str(), "lru" | "tinylfu") {
+        errors.at(
+            &lit,
+            "unknown `policy`; expected `\"tinylfu\"` (the default: new keys must earn their \
+             place) or `\"lru\"` (every new key is admitted, the least recently used goes)",
         );
         return None;
     }
@@ -586,6 +627,54 @@ fn cross_argument_rules(sig: &Signature, args: &mut CachedArgs, errors: &mut Err
         );
         args.lock = None;
         args.lock_timeout = None;
+    }
+    if let (Some((_, at)), None) = (&args.none_ttl, &args.cache_none) {
+        errors.at(
+            at,
+            "`none_ttl` is the lifetime of cached `None`s: it needs `cache_none`",
+        );
+        args.none_ttl = None;
+    }
+    if let (Some(expires), Some(_)) = (&args.expires, &args.cache_none) {
+        errors.at(
+            expires,
+            "`expires` and `cache_none` both decide a value's lifetime; keep one",
+        );
+        args.expires = None;
+    }
+    if let ReturnType::Type(_, output) = &sig.output {
+        let (wrapped, option) = crate::expand::wrapper(output);
+        if let (Some((_, at)), false) = (&args.stale_if_error, wrapped) {
+            errors.at(
+                at,
+                "`stale_if_error` stands in for a failed body: the return type must be a \
+                 `Result` (`Err` fails) or an `Option` (`None` fails)",
+            );
+            args.stale_if_error = None;
+        }
+        if let (Some(at), false) = (&args.cache_none, option) {
+            errors.at(
+                at,
+                "`cache_none` caches `None` results: the return type must be an `Option<T>` \
+                 or a `Result<Option<T>, E>`",
+            );
+            args.cache_none = None;
+            args.none_ttl = None;
+        }
+    }
+    if let (Some((_, at)), true) = (&args.local_ttl, args.local) {
+        errors.at(
+            at,
+            "`local_ttl` shortens the in-process copy of a shared entry; a `local` function \
+             has only that copy: use `ttl`",
+        );
+        args.local_ttl = None;
+    }
+    if let (Some((Ttl::Secs(local), at)), Some(Ttl::Secs(ttl))) = (&args.local_ttl, &args.ttl) {
+        if local >= ttl {
+            errors.at(at, "`local_ttl` must be shorter than `ttl`");
+            args.local_ttl = None;
+        }
     }
     if let (Some(store), true) = (&args.store, args.local) {
         errors.at(

@@ -67,7 +67,24 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
         ReturnType::Type(_, ty) => (**ty).clone(),
         ReturnType::Default => unreachable!("validate rejects functions returning ()"),
     };
-    let (mode, value) = analyze(&output);
+    let (mode, value) = match analyze(&output) {
+        // `cache_none` keeps the whole `Option`: a `None` is a value to cache too.
+        (Mode::Wrapped, _) if args.cache_none.is_some() && wrapper(&output) == (true, true) => {
+            match &output {
+                Type::Path(path)
+                    if path
+                        .path
+                        .segments
+                        .last()
+                        .is_some_and(|s| s.ident == "Option") =>
+                {
+                    (Mode::Plain, output.clone())
+                }
+                _ => analyze(&output),
+            }
+        }
+        analyzed => analyzed,
+    };
     let rt = args
         .krate
         .clone()
@@ -114,6 +131,21 @@ pub(crate) fn value_type(output: &Type) -> Type {
 /// (a parameter called `__cache_buf` stays the user's).
 fn local(name: &str) -> syn::Ident {
     syn::Ident::new(name, Span::mixed_site())
+}
+
+/// Whether `output` is a `Result<..>` or an `Option<..>` (by its last path segment), and
+/// whether the value it caches is an `Option` (`Option<T>` itself, or `Result<Option<T>, E>`).
+pub(crate) fn wrapper(output: &Type) -> (bool, bool) {
+    let last_ident = |ty: &Type| match ty {
+        Type::Path(path) => path.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    };
+    let outer = last_ident(output);
+    let (mode, value) = analyze(output);
+    let wrapped = matches!(mode, Mode::Wrapped);
+    let option = outer.as_deref() == Some("Option")
+        || (outer.as_deref() == Some("Result") && last_ident(&value).as_deref() == Some("Option"));
+    (wrapped, option)
 }
 
 /// `Result<T, E>` / `Option<T>` (by their last path segment, so `io::Result<T>` works) cache
@@ -195,6 +227,7 @@ impl Gen<'_> {
         let settings = self.settings(default_name);
         let codec = self.codec();
         let cache = local("__CACHE");
+        let value_ttl = self.value_ttl();
         // The one check of the value type, at the return type; the cache's methods are picked
         // only when it passes (see `__private::Cache`), so nothing else repeats the error.
         let check = quote_spanned!(value.span()=> #rt::__private::assert_cache_value::<#value>(););
@@ -208,6 +241,7 @@ impl Gen<'_> {
                     #check
                     (&#rt::__private::Build(::core::marker::PhantomData::<#value>))
                         .build(#rt::__private::checked_settings(#settings), #codec)
+                        #value_ttl
                 })
             }
         }
@@ -467,6 +501,13 @@ impl Gen<'_> {
         let capacity = self.args.capacity.unwrap_or(10_000);
         let ttl = self.duration(self.args.ttl.as_ref());
         let stale = self.duration(self.args.stale.as_ref().map(|(t, _)| t));
+        let stale_if_error = self.duration(self.args.stale_if_error.as_ref().map(|(t, _)| t));
+        let local_ttl = self.duration(self.args.local_ttl.as_ref().map(|(t, _)| t));
+        let idle = self.duration(self.args.idle.as_ref().map(|(t, _)| t));
+        let policy = match self.args.policy.as_ref().map(|p| p.value()).as_deref() {
+            Some("lru") => quote!(#rt::__private::Policy::Lru),
+            _ => quote!(#rt::__private::Policy::TinyLfu),
+        };
         let jitter = self.args.jitter.unwrap_or(0.0);
         let early_beta = match (&self.args.refresh_early, &self.args.beta) {
             (None, _) => quote!(::core::option::Option::None),
@@ -494,9 +535,13 @@ impl Gen<'_> {
                     jitter: #jitter,
                     stale: #stale,
                     early_beta: #early_beta,
+                    stale_if_error: #stale_if_error,
+                    local_ttl: #local_ttl,
                 },
                 lock: #lock,
                 store: #store,
+                idle: #idle,
+                policy: #policy,
             }
         }
     }
@@ -510,6 +555,28 @@ impl Gen<'_> {
             Some(Ttl::Duration(expr)) => {
                 quote_spanned!(expr.span()=> #rt::__private::ttl_duration(#expr))
             }
+        }
+    }
+
+    /// `.with_value_ttl(..)` when values decide their lifetime (`cache_none`, `expires`).
+    fn value_ttl(&self) -> TokenStream {
+        let rt = &self.rt;
+        let value = &self.value;
+        let v = local("__cache_v");
+        if self.args.cache_none.is_some() {
+            let none_ttl = self.duration(
+                self.args
+                    .none_ttl
+                    .as_ref()
+                    .map(|(t, _)| t)
+                    .or(self.args.ttl.as_ref()),
+            );
+            quote!(.with_value_ttl(|#v: &#value| #rt::__private::none_lifetime(#v, #none_ttl)))
+        } else if let Some(expires) = &self.args.expires {
+            let ttl = self.duration(self.args.ttl.as_ref());
+            quote_spanned!(expires.span()=> .with_value_ttl(|#v: &#value| #rt::__private::expires_within(#v, #ttl)))
+        } else {
+            quote!()
         }
     }
 

@@ -11,10 +11,25 @@ pub use crate::key::{Key, KeyBuf, KeyPart};
 pub use crate::layered::{CachedFn, FrontKey, RemoteCodec, Settings};
 pub use crate::outcome::{Outcome, Plain};
 pub use crate::stats::Stats;
+pub use crate::store::local::Policy;
 
 /// `ttl = N` (seconds).
 pub const fn ttl_secs(secs: u64) -> Option<Duration> {
     Some(Duration::from_secs(secs))
+}
+
+/// The lifetime of a value under `expires`: its own, at most `ttl`.
+pub fn expires_within<V: crate::Expires>(value: &V, ttl: Option<Duration>) -> Option<Duration> {
+    crate::freshness::capped(value.expires_in(), ttl)
+}
+
+/// The lifetime of a value under `cache_none`: `none_ttl` for a `None`, the `ttl` otherwise.
+pub fn none_lifetime<T>(value: &Option<T>, none_ttl: Option<Duration>) -> Option<Duration> {
+    if value.is_none() {
+        none_ttl
+    } else {
+        None
+    }
 }
 
 /// `ttl = <Duration expression>`.

@@ -22,6 +22,12 @@ pub struct Lifetime {
     pub stale: Option<Duration>,
     /// β of early refresh; `None` = no early refresh.
     pub early_beta: Option<f64>,
+    /// How long past expiry an entry is kept to be returned when the body fails
+    /// (`stale_if_error`); `None` = not kept for that.
+    pub stale_if_error: Option<Duration>,
+    /// The longest L1 keeps an entry (`local_ttl`), shorter than its lifetime in the shared
+    /// store; `None` = as long as it is fresh.
+    pub local_ttl: Option<Duration>,
 }
 
 /// When a new entry expires, in both clocks, and what early refresh needs.
@@ -33,8 +39,55 @@ pub(crate) struct Times {
     pub(crate) keep_until: u64,
     /// Δ·β in nanoseconds (0 = no early refresh).
     pub(crate) delta_beta: u64,
+    /// Monotonic time until which L1 keeps it to stand in for a failed body
+    /// (`deadline` plus `stale_if_error`; `deadline` without it).
+    pub(crate) fallback_until: u64,
     /// Freshness lifetime as written to Redis' envelope.
     pub(crate) fresh_for: Option<Duration>,
+}
+
+/// A value that knows how long it stays valid — an access token, a signed URL, a lease. With
+/// `#[cached(expires)]` each value is kept for its own [`expires_in`](Expires::expires_in)
+/// (at most the function's `ttl`, when one is given), in L1 and in the shared store.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_runtime::{cached, Expires};
+///
+/// #[derive(Clone)]
+/// struct Token { secret: String, valid_for: Duration }
+///
+/// impl Expires for Token {
+///     fn expires_in(&self) -> Option<Duration> {
+///         Some(self.valid_for)
+///     }
+/// }
+///
+/// #[cached(local, expires, ttl = 3600)]
+/// fn token(user: u32) -> Token {
+///     Token { secret: format!("t-{user}"), valid_for: Duration::from_secs(300) }
+/// }
+///
+/// assert_eq!(token(1).secret, token(1).secret); // kept 300 s, not an hour
+/// assert_eq!(token::stats().misses, 1);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not say how long it stays valid",
+    label = "the value type of this cached function",
+    note = "`#[cached(expires)]` needs `cache_runtime::Expires` for `{Self}`; without \
+            `expires`, every value lives for the function's `ttl`"
+)]
+pub trait Expires {
+    /// How long this value may be served from now; `None` keeps the function's `ttl`.
+    fn expires_in(&self) -> Option<Duration>;
+}
+
+/// A value's own lifetime under `expires`, capped at the function's `ttl`.
+pub(crate) fn capped(own: Option<Duration>, ttl: Option<Duration>) -> Option<Duration> {
+    match (own, ttl) {
+        (Some(own), Some(ttl)) => Some(own.min(ttl)),
+        (own, ttl) => own.or(ttl),
+    }
 }
 
 /// What a caller should do with an entry it found.
@@ -49,34 +102,53 @@ pub(crate) enum Verdict {
 }
 
 impl Lifetime {
-    /// The times of an entry computed now, that took `compute_time`.
-    pub(crate) fn new_entry(&self, compute_time: Duration) -> Times {
-        let fresh_for = self.ttl.map(|ttl| self.jittered(ttl));
+    /// The times of an entry computed now whose own lifetime is `ttl` (the function's, or
+    /// one the value decided: `expires`, `none_ttl`), that took `compute_time`.
+    pub(crate) fn new_entry_for(&self, ttl: Option<Duration>, compute_time: Duration) -> Times {
+        let fresh_for = ttl.map(|ttl| self.jittered(ttl));
         self.times(fresh_for, compute_time)
     }
 
     /// The times of an entry read from Redis with `fresh_for` left.
     pub(crate) fn times(&self, fresh_for: Option<Duration>, compute_time: Duration) -> Times {
         let deadline = clock::deadline_after(fresh_for);
-        let keep_until = match (deadline, self.stale) {
+        let past = |window: Option<Duration>| match (deadline, window) {
             (u64::MAX, _) | (_, None) => deadline,
-            (deadline, Some(stale)) => deadline.saturating_add(stale.as_nanos() as u64),
+            (deadline, Some(window)) => deadline.saturating_add(window.as_nanos() as u64),
         };
-        let delta_beta = match (self.early_beta, fresh_for) {
+        let mut keep_until = past(self.stale);
+        let mut fallback_until = past(self.stale_if_error);
+        let mut delta_beta = match (self.early_beta, fresh_for) {
             (Some(beta), Some(_)) => ((compute_time.as_nanos() as f64 * beta) as u64).max(1),
             _ => 0,
         };
+        let mut deadline = deadline;
+        let local_end = clock::deadline_after(self.local_ttl);
+        if local_end < deadline {
+            // L1 lets it go before it expires: the next call reads the shared store, where it
+            // is still fresh (no refresh is due when L1's copy ends).
+            (deadline, keep_until, fallback_until, delta_beta) =
+                (local_end, local_end, local_end, 0);
+        }
         Times {
             deadline,
             keep_until,
             delta_beta,
+            fallback_until,
             fresh_for,
         }
     }
 
-    /// How long Redis keeps an entry that is fresh for `fresh_for`: plus the stale window.
+    /// How long the shared store keeps an entry that is fresh for `fresh_for`: plus the
+    /// longer of the stale and stale-if-error windows.
     pub(crate) fn remote_ttl(&self, fresh_for: Option<Duration>) -> Option<Duration> {
-        fresh_for.map(|f| f + self.stale.unwrap_or_default())
+        let window = self.stale.max(self.stale_if_error).unwrap_or_default();
+        fresh_for.map(|f| f + window)
+    }
+
+    /// Whether L1 keeps entries past their deadline (a stale or a stale-if-error window).
+    pub(crate) fn keeps_past_deadline(&self) -> bool {
+        self.stale.is_some() || self.stale_if_error.is_some()
     }
 
     fn jittered(&self, ttl: Duration) -> Duration {
@@ -126,7 +198,12 @@ mod tests {
             ..Lifetime::default()
         };
         let spreads: Vec<Duration> = (0..1000)
-            .map(|_| lifetime.new_entry(Duration::ZERO).fresh_for.unwrap())
+            .map(|_| {
+                lifetime
+                    .new_entry_for(lifetime.ttl, Duration::ZERO)
+                    .fresh_for
+                    .unwrap()
+            })
             .collect();
         assert!(spreads
             .iter()

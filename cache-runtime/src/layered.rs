@@ -33,7 +33,7 @@ use crate::lock::{self, Lock};
 use crate::outcome::Outcome;
 use crate::scope::{self, Preloaded};
 use crate::stats::{Counters, Stats};
-use crate::store::local::{Entry, LocalStore};
+use crate::store::local::{Entry, LocalStore, Policy};
 use crate::store::{Budget, Op, Reply, SharedStore};
 
 /// How a function's values go to and from bytes (absent for `local` functions, which need no
@@ -73,6 +73,10 @@ pub struct Settings {
     pub lock: Option<Duration>,
     /// The named shared store (`#[cached(store = "..")]`); `None` = the default one.
     pub store: Option<&'static str>,
+    /// L1 drops an entry no call has read for this long (`idle`); `None` = no idle expiry.
+    pub idle: Option<Duration>,
+    /// How a full L1 picks what to evict (`policy`).
+    pub policy: Policy,
 }
 
 /// Everything one `#[cached]` function keeps: its L1, flights, counters and settings.
@@ -89,6 +93,19 @@ pub struct CachedFn<V> {
     warned: Mutex<Vec<(String, u64)>>,
     /// Whether the warning about a named store that is not configured was given.
     missing_store_warned: AtomicBool,
+    /// A lifetime decided by the value (`none_ttl`, `expires`): `Some` replaces the `ttl`.
+    value_ttl: Option<ValueTtl<V>>,
+}
+
+/// A lifetime decided by the value itself; `None` keeps the function's `ttl`.
+pub type ValueTtl<V> = fn(&V) -> Option<Duration>;
+
+impl<V> CachedFn<V> {
+    /// Lets each value decide its own lifetime (see [`ValueTtl`]).
+    pub fn with_value_ttl(mut self, value_ttl: ValueTtl<V>) -> Self {
+        self.value_ttl = Some(value_ttl);
+        self
+    }
 }
 
 /// How often one function logs one kind of error reply at `warn`.
@@ -163,7 +180,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// A function's cache; `remote` is `None` for `local` functions.
     pub fn new(settings: Settings, remote: Option<RemoteCodec<V>>) -> Self {
         CachedFn {
-            l1: LocalStore::new(settings.capacity),
+            l1: LocalStore::new(settings.capacity, settings.idle, settings.policy),
             settings,
             remote,
             epoch: AtomicU64::new(0),
@@ -172,6 +189,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             counters: Counters::default(),
             warned: Mutex::new(Vec::new()),
             missing_store_warned: AtomicBool::new(false),
+            value_ttl: None,
         }
     }
 
@@ -457,7 +475,44 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         if let (Some(remote), Some(owned)) = (&remote, lock) {
             self.send(io, remote, owned.release(), &call.budget).await;
         }
+        if out.cacheable().is_none() && self.settings.lifetime.stale_if_error.is_some() {
+            if let Some(value) = self.fallback(io, call, remote.as_ref()).await {
+                Counters::add(&self.counters.stale_served);
+                tracing::debug!(
+                    name = %self.settings.name,
+                    "the body failed; serving the last value within `stale_if_error`"
+                );
+                return O::from_cached(value);
+            }
+        }
         out
+    }
+
+    /// A value that expired at most `stale_if_error` ago, to return instead of a failed
+    /// body's result: the one L1 keeps, or else the shared store's (which keeps entries that
+    /// long past their expiry).
+    async fn fallback<I: Io>(
+        &'static self,
+        io: &I,
+        call: &Call<'_, V>,
+        remote: Option<&Remote>,
+    ) -> Option<V> {
+        if let Some(entry) = self.l1.get_kept(call.args) {
+            return Some(entry.value);
+        }
+        let remote = remote?;
+        let Reply::Value(Some(bytes)) = self
+            .send(io, remote, Op::Get(&remote.key), &call.budget)
+            .await?
+        else {
+            return None;
+        };
+        match self.decode_into_l1(call, &bytes) {
+            Backfill::Fresh(value) | Backfill::Servable(value) => Some(value),
+            Backfill::Expired | Backfill::Undecodable => {
+                self.l1.get_kept(call.args).map(|entry| entry.value)
+            }
+        }
     }
 
     /// A value read from the shared store while refreshing: it may be newer than the copies
@@ -660,6 +715,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let times = self.settings.lifetime.times(fresh_for, header.compute_time);
         let entry = Entry::new(value, &times);
         if clock::expired(entry.keep_until) {
+            if !clock::expired(entry.fallback_until) {
+                // Not servable, but kept to stand in for a failing body (`stale_if_error`).
+                self.l1.insert(call.args, entry);
+            }
             return Backfill::Expired;
         }
         self.l1.insert(call.args, entry.clone());
@@ -700,7 +759,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         replaces: bool,
     ) -> Option<Write> {
         let lifetime = &self.settings.lifetime;
-        let times = lifetime.new_entry(compute_time);
+        let ttl = self.value_ttl.and_then(|of| of(value)).or(lifetime.ttl);
+        let times = lifetime.new_entry_for(ttl, compute_time);
         let entry = Entry::new(value.clone(), &times);
         self.l1.insert(call.args, entry.clone());
         if replaces {
@@ -940,7 +1000,7 @@ impl<V: Clone + Send + Sync + 'static> KeyOwner for CachedFn<V> {
     }
 
     fn holds(&self, args: &str) -> bool {
-        let kept_stale = self.settings.lifetime.stale.is_some();
+        let kept_stale = self.settings.lifetime.keeps_past_deadline();
         self.l1.holds_fresh(args, kept_stale)
     }
 

@@ -48,6 +48,7 @@ pub mod __private;
 #[doc = include_str!("cached.md")]
 pub use cache_macros::cached;
 pub use config::{Config, Error, Store};
+pub use freshness::Expires;
 pub use key::{encode as encode_key, Key, KeyBuf, KeyPart};
 pub use outcome::{Outcome, Plain};
 pub use scope::{preload, preload_async};

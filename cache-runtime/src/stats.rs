@@ -25,6 +25,23 @@ pub struct Stats {
     /// Values in Redis that could not be decoded (foreign, truncated or of another type); each
     /// was treated as a miss and overwritten.
     pub decode_errors: u64,
+    /// Calls whose body failed (`Err`, `None`) and that returned an expired value instead
+    /// (`stale_if_error`).
+    pub stale_served: u64,
+}
+
+impl Stats {
+    /// The share of calls answered without running the body: hits in any layer over hits
+    /// plus body runs (0 when there were no calls).
+    pub fn hit_ratio(&self) -> f64 {
+        let hits = self.scope_hits + self.l1_hits + self.l2_hits;
+        let calls = hits + self.misses;
+        if calls == 0 {
+            0.0
+        } else {
+            hits as f64 / calls as f64
+        }
+    }
 }
 
 /// A counter written by a single thread and read by any.
@@ -52,6 +69,7 @@ pub(crate) struct Counters {
     pub(crate) misses: AtomicU64,
     pub(crate) l2_errors: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
+    pub(crate) stale_served: AtomicU64,
     thread_hits: Mutex<Vec<Arc<OwnedCounter>>>,
 }
 
@@ -91,6 +109,7 @@ impl Counters {
             misses: self.misses.load(Relaxed),
             l2_errors: self.l2_errors.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),
+            stale_served: self.stale_served.load(Relaxed),
         }
     }
 }

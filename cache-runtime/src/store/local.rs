@@ -2,12 +2,25 @@
 
 use std::time::{Duration, Instant};
 
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use moka::Expiry;
 
 use crate::clock;
 use crate::freshness::{self, Times, Verdict};
 use crate::hash::FastHash;
+
+/// How a full L1 chooses its victims (`#[cached(policy = "..")]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Policy {
+    /// moka's TinyLFU (the default): a new entry is admitted into a full cache only if it has
+    /// been asked for more often than the entry it would evict, which keeps one-off keys from
+    /// flushing popular ones — and turns away new keys that are not popular yet.
+    #[default]
+    TinyLfu,
+    /// Least recently used: every new entry is admitted and the least recently used one goes.
+    Lru,
+}
 
 /// A value in L1 with what the read path needs to know about it.
 #[derive(Clone)]
@@ -19,6 +32,8 @@ pub(crate) struct Entry<V> {
     pub(crate) keep_until: u64,
     /// Δ·β of early refresh, in nanoseconds (0 = off).
     pub(crate) delta_beta: u64,
+    /// Kept until then to stand in for a failed body (`stale_if_error`).
+    pub(crate) fallback_until: u64,
 }
 
 impl<V> Entry<V> {
@@ -28,7 +43,13 @@ impl<V> Entry<V> {
             deadline: times.deadline,
             keep_until: times.keep_until,
             delta_beta: times.delta_beta,
+            fallback_until: times.fallback_until,
         }
+    }
+
+    /// When moka may drop it: once it can neither be served nor stand in for a failure.
+    fn kept_until(&self) -> u64 {
+        self.keep_until.max(self.fallback_until)
     }
 
     pub(crate) fn verdict(&self) -> Verdict {
@@ -42,7 +63,7 @@ struct ByDeadline;
 
 impl<V> Expiry<Box<str>, Entry<V>> for ByDeadline {
     fn expire_after_create(&self, _: &Box<str>, entry: &Entry<V>, _: Instant) -> Option<Duration> {
-        clock::remaining(entry.keep_until)
+        clock::remaining(entry.kept_until())
     }
 
     fn expire_after_update(
@@ -52,7 +73,7 @@ impl<V> Expiry<Box<str>, Entry<V>> for ByDeadline {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        clock::remaining(entry.keep_until)
+        clock::remaining(entry.kept_until())
     }
 }
 
@@ -62,12 +83,20 @@ pub(crate) struct LocalStore<V> {
 }
 
 impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
-    pub(crate) fn new(capacity: u64) -> Self {
+    pub(crate) fn new(capacity: u64, idle: Option<Duration>, policy: Policy) -> Self {
+        let builder = Cache::builder()
+            .max_capacity(capacity)
+            .expire_after(ByDeadline)
+            .eviction_policy(match policy {
+                Policy::TinyLfu => EvictionPolicy::tiny_lfu(),
+                Policy::Lru => EvictionPolicy::lru(),
+            });
+        let builder = match idle {
+            Some(idle) => builder.time_to_idle(idle),
+            None => builder,
+        };
         LocalStore {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(ByDeadline)
-                .build_with_hasher(FastHash),
+            cache: builder.build_with_hasher(FastHash),
         }
     }
 
@@ -76,6 +105,14 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
         self.cache
             .get(args)
             .filter(|entry| !clock::expired(entry.keep_until))
+    }
+
+    /// The entry for `args` while L1 keeps it: servable, or past that but still able to stand
+    /// in for a failed body.
+    pub(crate) fn get_kept(&self, args: &str) -> Option<Entry<V>> {
+        self.cache
+            .get(args)
+            .filter(|entry| !clock::expired(entry.kept_until()))
     }
 
     /// Whether a fresh entry is held. Without a stale window (`kept_stale` false) an entry's
