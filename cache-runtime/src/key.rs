@@ -487,8 +487,23 @@ pub(crate) struct RemoteName<'a> {
     pub(crate) args: &'a str,
 }
 
+/// Encoded arguments longer than this are shortened in the shared store's key (see
+/// [`RemoteName::write_to`]).
+pub(crate) const LONG_ARGS: usize = 250;
+
+/// How much of long arguments a shortened key keeps, readable, before their digest.
+const LONG_HEAD: usize = 200;
+
 impl RemoteName<'_> {
-    /// Hands the key's bytes to `out`, piece by piece (no allocation).
+    /// Hands the key's bytes to `out`, piece by piece (no allocation for arguments up to
+    /// [`LONG_ARGS`] bytes).
+    ///
+    /// Longer arguments (a 100 kB document as a key) would make keys of that size in the
+    /// store: they are written as their first [`LONG_HEAD`] bytes (cut at a character
+    /// boundary), `\#`, and the SHA-256 of the whole encoded arguments in hex. Such a key's
+    /// argument part is longer than [`LONG_ARGS`] (at least 197 + 2 + 64 bytes), so it never
+    /// equals the arguments of a short key, and two long ones share a key only if SHA-256
+    /// collides. In-process layers keep the arguments whole.
     #[inline]
     pub(crate) fn write_to(&self, mut out: impl FnMut(&str)) {
         if !self.prefix.is_empty() {
@@ -500,8 +515,30 @@ impl RemoteName<'_> {
         let mut digits = [0u8; 20];
         out(format_u64(self.version as u64, &mut digits));
         out(":");
-        out(self.args);
+        if self.args.len() <= LONG_ARGS {
+            out(self.args);
+        } else {
+            let mut cut = LONG_HEAD;
+            while !self.args.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out(&self.args[..cut]);
+            out("\\#");
+            out(&digest_hex(self.args));
+        }
     }
+}
+
+/// The SHA-256 of `text`, in lowercase hex.
+fn digest_hex(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push(char::from(b"0123456789abcdef"[(byte >> 4) as usize]));
+        hex.push(char::from(b"0123456789abcdef"[(byte & 15) as usize]));
+    }
+    hex
 }
 
 impl fmt::Display for RemoteName<'_> {
