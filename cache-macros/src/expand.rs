@@ -491,6 +491,50 @@ impl Gen<'_> {
         })
     }
 
+    /// `key_for(k)`, for functions with `key = ..` and no type parameters of their own: the
+    /// key of a call whose key expression is `k`, encoded as `encode_key` encodes it.
+    fn key_for(&self, cache: &TokenStream, vis: &TokenStream, prefix: &str) -> TokenStream {
+        if self.args.key.is_none() || !self.shape.type_params.is_empty() {
+            return TokenStream::new();
+        }
+        let rt = &self.rt;
+        let uses = self.uses();
+        let buf = local("__cache_buf");
+        let first = local("__cache_first");
+        let k = local("__cache_k");
+        let param = local("__CacheKey");
+        let name = format_ident!("{prefix}key_for");
+        let fn_name = &self.function.sig.ident;
+        let doc = format!(
+            "The key of a call of `{fn_name}` whose `key` expression is `k`: a preload scope \
+             can name it without building the call's arguments."
+        );
+        let types = if self.shape.in_impl {
+            let seen = local("__CACHE_SELF_TYPES");
+            quote! {
+                let #first = !{
+                    static #seen: #rt::__private::SelfTypeArgs =
+                        #rt::__private::SelfTypeArgs::new();
+                    #seen.push(&mut #buf, ::core::any::type_name::<Self>())
+                };
+            }
+        } else {
+            quote!(let #first = true;)
+        };
+        quote! {
+            #[doc = #doc]
+            #vis fn #name<#param: #rt::__private::KeyPart + ?::core::marker::Sized>(
+                #k: &#param,
+            ) -> #rt::__private::Key {
+                #uses
+                let mut #buf = #rt::__private::KeyBuf::new();
+                #types
+                #rt::__private::push_arg(&mut #buf, #first, #k);
+                #cache.key(#buf)
+            }
+        }
+    }
+
     fn settings(&self, default_name: TokenStream) -> TokenStream {
         let rt = &self.rt;
         let name = match &self.args.name {
@@ -623,6 +667,7 @@ impl Gen<'_> {
             }
         };
         let value = &self.value;
+        let key_for = self.key_for(cache, vis, prefix);
         let put_value = local("__cache_value");
         let sep = if inputs.is_empty() || inputs.trailing_punct() {
             quote!()
@@ -734,6 +779,8 @@ impl Gen<'_> {
 
             #[doc = #clear_doc]
             #clear_fn
+
+            #key_for
         }
     }
 }

@@ -240,3 +240,50 @@ fn named_stores_are_reached_by_name_and_a_missing_one_keeps_the_function_in_memo
     assert!(warnings[0].starts_with("WARN"), "{warnings:?}");
     Config::uninstall();
 }
+
+pub struct Note {
+    pub id: u64,
+    pub body: String,
+}
+
+static CARD_RUNS: AtomicU32 = AtomicU32::new(0);
+#[cached(ttl = 60, key = note.id)]
+fn note_card(note: &Note) -> String {
+    CARD_RUNS.fetch_add(1, SeqCst);
+    format!("card {} ({} bytes)", note.id, note.body.len())
+}
+
+struct Shelf {
+    tenant: u32,
+}
+
+impl Shelf {
+    #[cached(ttl = 60, key = book)]
+    fn title(&self, book: u64) -> String {
+        format!("tenant {} book {book}", self.tenant)
+    }
+}
+
+/// `key_for(k)` is the key of the call whose key expression is `k`, so a preload scope can
+/// name keys without building whole arguments (one MGET, no GET, no body run).
+#[test]
+fn key_for_names_the_key_a_call_uses_and_preloads_it() {
+    let (_guard, server) = with_redis("key-for");
+    let note = Note {
+        id: 7,
+        body: "text".into(),
+    };
+    assert_eq!(note_card::key_for(&7u64), note_card::key(&note));
+    assert_eq!(
+        Shelf::title_key_for(&3u64),
+        Shelf { tenant: 1 }.title_key(3)
+    );
+    note_card(&note);
+    note_card::clear_local();
+    server.reset_stats();
+    let card = cache_runtime::preload([note_card::key_for(&7u64)], || note_card(&note));
+    assert_eq!(card, "card 7 (4 bytes)");
+    assert_eq!((server.calls("mget"), server.calls("get")), (1, 0));
+    assert_eq!(CARD_RUNS.load(SeqCst), 1);
+    assert_eq!(note_card::stats().scope_hits, 1);
+}
