@@ -278,6 +278,7 @@ fn key_for_names_the_key_a_call_uses_and_preloads_it() {
         Shelf::title_key_for(&3u64),
         Shelf { tenant: 1 }.title_key(3)
     );
+    assert_eq!(Shelf { tenant: 1 }.title(3), "tenant 1 book 3");
     note_card(&note);
     note_card::clear_local();
     server.reset_stats();
