@@ -491,6 +491,98 @@ impl Gen<'_> {
         })
     }
 
+    /// The function called again with the companion's own parameters (`f(a, b)`,
+    /// `self.f(a, b)`, `Self::f(a, b)`), when every parameter is a plain name and the function
+    /// has no type parameters to infer; `None` otherwise (no `uncached` / `refresh` then).
+    fn forward_call(&self) -> Option<TokenStream> {
+        let sig = &self.function.sig;
+        if !self.shape.type_params.is_empty() {
+            return None;
+        }
+        let mut receiver = false;
+        let mut names = Vec::new();
+        for input in &sig.inputs {
+            match input {
+                FnArg::Receiver(_) => receiver = true,
+                FnArg::Typed(typed) => match &*typed.pat {
+                    Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => {
+                        names.push(pat.ident.clone())
+                    }
+                    _ => return None,
+                },
+            }
+        }
+        let name = &sig.ident;
+        Some(if receiver {
+            quote!(self.#name(#(#names),*))
+        } else if self.shape.in_impl {
+            quote!(Self::#name(#(#names),*))
+        } else {
+            quote!(#name(#(#names),*))
+        })
+    }
+
+    /// `uncached(..)` and `refresh(..)`: the function called under a mode (see the runtime's
+    /// `mode`) that makes that one call skip the layers or compute now.
+    fn rerun_companions(
+        &self,
+        cache: &TokenStream,
+        vis: &TokenStream,
+        prefix: &str,
+    ) -> TokenStream {
+        let Some(call) = self.forward_call() else {
+            return TokenStream::new();
+        };
+        let sig = &self.function.sig;
+        let (generics, where_clause, inputs, output) = (
+            &sig.generics,
+            &sig.generics.where_clause,
+            &sig.inputs,
+            &sig.output,
+        );
+        let fn_name = &sig.ident;
+        let uncached = format_ident!("{prefix}uncached");
+        let refresh = format_ident!("{prefix}refresh");
+        let uncached_doc = format!(
+            "Runs the body of `{fn_name}` for these arguments, reading and storing nothing (the \
+             calls the body makes use their caches as usual)."
+        );
+        let refresh_doc = format!(
+            "Runs the body of `{fn_name}` for these arguments now and stores the result in every \
+             layer; other callers keep getting the current value until it is stored."
+        );
+        let allow = quote!(#[allow(unused_mut, non_snake_case, clippy::needless_pass_by_value)]);
+        if sig.asyncness.is_some() {
+            quote! {
+                #[doc = #uncached_doc]
+                #allow
+                #vis async fn #uncached #generics(#inputs) #output #where_clause {
+                    #cache.uncached_async(#call).await
+                }
+
+                #[doc = #refresh_doc]
+                #allow
+                #vis async fn #refresh #generics(#inputs) #output #where_clause {
+                    #cache.refreshing_async(#call).await
+                }
+            }
+        } else {
+            quote! {
+                #[doc = #uncached_doc]
+                #allow
+                #vis fn #uncached #generics(#inputs) #output #where_clause {
+                    #cache.uncached(|| #call)
+                }
+
+                #[doc = #refresh_doc]
+                #allow
+                #vis fn #refresh #generics(#inputs) #output #where_clause {
+                    #cache.refreshing(|| #call)
+                }
+            }
+        }
+    }
+
     /// `key_for(k)`, for functions with `key = ..` and no type parameters of their own: the
     /// key of a call whose key expression is `k`, encoded as `encode_key` encodes it.
     fn key_for(&self, cache: &TokenStream, vis: &TokenStream, prefix: &str) -> TokenStream {
@@ -668,6 +760,7 @@ impl Gen<'_> {
         };
         let value = &self.value;
         let key_for = self.key_for(cache, vis, prefix);
+        let rerun = self.rerun_companions(cache, vis, prefix);
         let put_value = local("__cache_value");
         let sep = if inputs.is_empty() || inputs.trailing_punct() {
             quote!()
@@ -781,6 +874,8 @@ impl Gen<'_> {
             #clear_fn
 
             #key_for
+
+            #rerun
         }
     }
 }

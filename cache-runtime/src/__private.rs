@@ -213,6 +213,25 @@ pub fn assert_cache_value<V: CacheValue>() {}
 /// cache add no error of their own (autoref specialization).
 pub struct Cache<V: 'static>(pub &'static CachedFn<V>);
 
+impl<V: 'static> Cache<V> {
+    /// [`CachedFn::run_refreshing`] (needs no bound on the value type).
+    pub fn refreshing<R>(self, call: impl FnOnce() -> R) -> R {
+        self.0.run_refreshing(call)
+    }
+    /// [`CachedFn::run_refreshing_async`].
+    pub async fn refreshing_async<F: Future>(self, call: F) -> F::Output {
+        self.0.run_refreshing_async(call).await
+    }
+    /// [`CachedFn::run_uncached`].
+    pub fn uncached<R>(self, call: impl FnOnce() -> R) -> R {
+        self.0.run_uncached(call)
+    }
+    /// [`CachedFn::run_uncached_async`].
+    pub async fn uncached_async<F: Future>(self, call: F) -> F::Output {
+        self.0.run_uncached_async(call).await
+    }
+}
+
 impl<V: 'static> Clone for Cache<V> {
     fn clone(&self) -> Self {
         *self

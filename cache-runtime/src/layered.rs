@@ -30,6 +30,7 @@ use crate::front::{self, Epochs, Front, Lookup, Probe};
 use crate::io::{self, Blocking, Io, NonBlocking};
 use crate::key::{self, Key, KeyBuf, KeyOwner};
 use crate::lock::{self, Lock};
+use crate::mode::{self, Mode};
 use crate::outcome::Outcome;
 use crate::scope::{self, Preloaded};
 use crate::stats::{Counters, Stats};
@@ -101,6 +102,33 @@ pub struct CachedFn<V> {
 pub type ValueTtl<V> = fn(&V) -> Option<Duration>;
 
 impl<V> CachedFn<V> {
+    fn address(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
+
+    /// Runs `call` (a call of this function) so that it runs the body now and stores the
+    /// result, whatever the layers hold (`f::refresh`); other callers keep the current value
+    /// until then, and the calls the body makes run as usual.
+    pub fn run_refreshing<R>(&self, call: impl FnOnce() -> R) -> R {
+        mode::with(Mode::Refresh(self.address()), call)
+    }
+
+    /// [`run_refreshing`](Self::run_refreshing) for an async call.
+    pub async fn run_refreshing_async<F: Future>(&self, call: F) -> F::Output {
+        mode::InMode::new(Mode::Refresh(self.address()), call).await
+    }
+
+    /// Runs `call` (a call of this function) so that it runs the body and reads and stores
+    /// nothing (`f::uncached`); the calls the body makes run as usual.
+    pub fn run_uncached<R>(&self, call: impl FnOnce() -> R) -> R {
+        mode::with(Mode::Uncached(self.address()), call)
+    }
+
+    /// [`run_uncached`](Self::run_uncached) for an async call.
+    pub async fn run_uncached_async<F: Future>(&self, call: F) -> F::Output {
+        mode::InMode::new(Mode::Uncached(self.address()), call).await
+    }
+
     /// Lets each value decide its own lifetime (see [`ValueTtl`]).
     pub fn with_value_ttl(mut self, value_ttl: ValueTtl<V>) -> Self {
         self.value_ttl = Some(value_ttl);
@@ -129,6 +157,8 @@ struct Call<'a, V: 'static> {
     picked_for_refresh: Option<u64>,
     /// What the call may still spend waiting on Redis.
     budget: Budget,
+    /// `f::refresh(..)`: compute now, whatever the layers hold (others keep serving it).
+    force_refresh: bool,
 }
 
 /// What became of stored bytes read from Redis or a preload scope.
@@ -212,6 +242,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         body: impl FnOnce() -> O,
     ) -> O {
         let probe = Probe::of(args);
+        let mode = mode::for_call(self.id());
+        if mode != Mode::Normal {
+            return self.unusual_blocking(mode, front, args.as_str(), probe, body);
+        }
         match self.front_hit(front, &probe, args.as_str()) {
             Lookup::Hit(value) => O::from_cached(value),
             lookup => self.miss_blocking(front, args.as_str(), probe, lookup, body),
@@ -229,6 +263,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         body: impl FnOnce() -> O,
     ) -> O {
         let probe = Probe::of_int(bits);
+        let mode = mode::for_call(self.id());
+        if mode != Mode::Normal {
+            return self.unusual_blocking(mode, front, encode().as_str(), probe, body);
+        }
         match self.front_hit(front, &probe, "") {
             Lookup::Hit(value) => O::from_cached(value),
             lookup => {
@@ -246,6 +284,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         body: impl Future<Output = O>,
     ) -> O {
         let probe = Probe::of(args);
+        let mode = mode::for_call(self.id());
+        if mode != Mode::Normal {
+            return self.unusual_async(mode, front, args, probe, body).await;
+        }
         match self.front_hit(front, &probe, args.as_str()) {
             Lookup::Hit(value) => O::from_cached(value),
             lookup => {
@@ -253,6 +295,56 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 self.miss(&NonBlocking, call, body).await
             }
         }
+    }
+
+    /// A call under a [`Mode`]: bypassed (the body alone) or a forced refresh.
+    #[cold]
+    #[inline(never)]
+    fn unusual_blocking<O: Outcome<V>>(
+        &'static self,
+        mode: Mode,
+        front: &'static FrontKey<V>,
+        args: &str,
+        probe: Probe,
+        body: impl FnOnce() -> O,
+    ) -> O {
+        match mode {
+            Mode::Refresh(_) => {
+                let call = self.forced_refresh(front, args, probe);
+                io::block_on(self.miss(&Blocking, call, async move { body() }))
+            }
+            _ => body(),
+        }
+    }
+
+    /// [`unusual_blocking`](Self::unusual_blocking) for async calls.
+    async fn unusual_async<O: Outcome<V>>(
+        &'static self,
+        mode: Mode,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        probe: Probe,
+        body: impl Future<Output = O>,
+    ) -> O {
+        match mode {
+            Mode::Refresh(_) => {
+                let call = self.forced_refresh(front, args.as_str(), probe);
+                self.miss(&NonBlocking, call, body).await
+            }
+            _ => body.await,
+        }
+    }
+
+    /// The call site of `f::refresh(..)`: it computes now, whatever the layers hold.
+    fn forced_refresh<'a>(
+        &self,
+        front: &'static FrontKey<V>,
+        args: &'a str,
+        probe: Probe,
+    ) -> Call<'a, V> {
+        let mut call = self.call_site(front, args, probe, Lookup::Miss);
+        call.force_refresh = true;
+        call
     }
 
     #[inline]
@@ -294,6 +386,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 _ => None,
             },
             budget: Budget::default(),
+            force_refresh: false,
         }
     }
 
@@ -325,6 +418,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         F: Future<Output = O> + Send + 'static,
     {
         let probe = Probe::of(args);
+        let mode = mode::for_call(self.id());
+        if mode != Mode::Normal {
+            return self.unusual_async(mode, front, args, probe, body).await;
+        }
         let lookup = match self.front_hit(front, &probe, args.as_str()) {
             Lookup::Hit(value) => return O::from_cached(value),
             lookup => lookup,
@@ -354,6 +451,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 front_epoch,
                 picked_for_refresh,
                 budget: Budget::default(),
+                force_refresh: false,
             };
             self.compute(&NonBlocking, &call, work, body).await;
         });
@@ -372,7 +470,9 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         if let Some(entry) = self.l1.get(call.args) {
             let verdict = match entry.verdict() {
                 // Picked on this very entry; a newer one (another caller's refresh) stands.
-                Verdict::Fresh if call.picked_for_refresh == Some(entry.deadline) => {
+                Verdict::Fresh
+                    if call.force_refresh || call.picked_for_refresh == Some(entry.deadline) =>
+                {
                     Verdict::Refresh
                 }
                 verdict => verdict,
@@ -383,24 +483,29 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 Verdict::Gone => {}
             }
         }
-        let ask_first = match self.preloaded(call) {
-            Preloaded::Served(Backfill::Fresh(value)) => return Step::Answer(value),
-            // Redis held what the scope holds: refresh it without asking again.
-            Preloaded::Served(Backfill::Servable(value)) => {
-                servable = Some(value);
-                false
-            }
-            Preloaded::Served(Backfill::Undecodable) | Preloaded::Absent => false,
-            // The scope outlived the value: Redis may hold a newer one.
-            Preloaded::Served(Backfill::Expired) | Preloaded::Unknown => true,
-        };
+        // `f::refresh(..)`: neither the scope nor the shared store is asked.
+        let ask_first = !call.force_refresh
+            && match self.preloaded(call) {
+                Preloaded::Served(Backfill::Fresh(value)) => return Step::Answer(value),
+                // Redis held what the scope holds: refresh it without asking again.
+                Preloaded::Served(Backfill::Servable(value)) => {
+                    servable = Some(value);
+                    false
+                }
+                Preloaded::Served(Backfill::Undecodable) | Preloaded::Absent => false,
+                // The scope outlived the value: Redis may hold a newer one.
+                Preloaded::Served(Backfill::Expired) | Preloaded::Unknown => true,
+            };
         let remote = self.remote_for(call, ask_first);
         loop {
             let leader = match self.flights.join(call.args, call.probe.hash) {
                 Joined::Leader(leader) => leader,
                 Joined::Waiter(waiter) => {
-                    if let Some(value) = servable {
-                        return Step::Answer(self.count_hit(value));
+                    // A forced refresh waits for the value being computed instead.
+                    if !call.force_refresh {
+                        if let Some(value) = servable {
+                            return Step::Answer(self.count_hit(value));
+                        }
                     }
                     io.wait(waiter).await;
                     match self.fresh_in_l1(call) {
@@ -409,7 +514,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     }
                 }
             };
-            if servable.is_none() {
+            if servable.is_none() && !call.force_refresh {
                 if let Some(value) = self.fresh_in_l1(call) {
                     return Step::Answer(value);
                 }
@@ -445,7 +550,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 leader,
                 remote,
                 lock,
-                replaces: servable.is_some(),
+                replaces: servable.is_some() || call.force_refresh,
                 servable,
             });
         }
@@ -901,6 +1006,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             epoch: self.epoch.load(Ordering::Acquire),
             picked_for_refresh: None,
             budget: Budget::default(),
+            force_refresh: false,
         }
     }
 
@@ -1009,7 +1115,7 @@ impl<V: Clone + Send + Sync + 'static> KeyOwner for CachedFn<V> {
     }
 
     fn id(&self) -> usize {
-        self as *const Self as *const () as usize
+        self.address()
     }
 
     fn epoch(&self) -> u64 {
