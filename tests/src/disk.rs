@@ -92,9 +92,28 @@ impl TempDir {
             .unwrap_or_default()
     }
 
+    /// Moves every page the write-ahead log holds into the database file and empties the log
+    /// (`PRAGMA wal_checkpoint(TRUNCATE)`), as SQLite does on its own every 1000 pages: the
+    /// file alone then holds the data. (The store's processes never close their connections,
+    /// so at exit the log is not folded back, and would still hold every page.)
+    ///
+    /// # Panics
+    /// If the file cannot be opened or the checkpoint is blocked.
+    pub fn checkpoint(&self) {
+        let conn = rusqlite::Connection::open(self.file()).expect("open the store's file");
+        let (busy, _, _): (i64, i64, i64) = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .expect("checkpoint");
+        assert_eq!(busy, 0, "checkpoint blocked");
+    }
+
     /// Overwrites the whole database file with garbage, keeping its length (and its inode:
-    /// it is written in place, as a failing disk or a stray writer would).
+    /// it is written in place, as a failing disk or a stray writer would), after a
+    /// [`checkpoint`](Self::checkpoint) so that no page of the data survives in the log.
     pub fn corrupt(&self) {
+        self.checkpoint();
         let len = std::fs::metadata(self.file()).expect("the file").len() as usize;
         let garbage: Vec<u8> = (0..len.max(8192))
             .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3])
