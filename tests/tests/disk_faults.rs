@@ -127,17 +127,20 @@ fn a_file_corrupted_under_an_open_process_leaves_both_processes_sharing_the_new_
 
     // The process that had the old file open writes new values...
     let written = open.get(20, 40);
-    assert_eq!(written.runs, 40, "{written:?}");
+    assert_eq!((written.runs, written.l2_errors), (40, 0), "{written:?}");
     let pid = open.pid();
     open.exit();
-    // ...where the next process looks.
-    let next = peer_get(dir.path(), 20, 40);
+    // ...where the next process looks, beside the values of the process that started it
+    // (which the open one did not set aside in its turn).
+    assert_eq!(dir.files_named(".corrupt-").len(), 1, "one file set aside");
+    let next = peer_get(dir.path(), 0, 40);
     assert_eq!(
         (next.runs, next.l2_hits),
-        (0, 20),
-        "the open process' new values are in the file others read: {next:?}"
+        (0, 40),
+        "both processes' new values are in the file others read: {next:?}"
     );
     assert_eq!(next.from(pid), 20);
+    assert_eq!(next.from(fresh.by[0].0), 20);
 }
 
 #[test]
