@@ -274,19 +274,29 @@ pub struct Peer {
 impl Peer {
     /// Starts one; it has opened the store when this returns.
     pub fn serve(dir: &Path) -> Self {
+        let mut peer = Peer::start(dir);
+        peer.ready();
+        peer
+    }
+
+    /// Starts one without waiting for it to open the store (see [`ready`](Self::ready)).
+    pub fn start(dir: &Path) -> Self {
         let mut child = peer_command(dir, &["serve"])
             .stdin(Stdio::piped())
             .spawn()
             .expect("start disk_peer");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut peer = Peer {
+        Peer {
             child,
             stdin,
             stdout,
-        };
-        assert_eq!(peer.line(), "ready");
-        peer
+        }
+    }
+
+    /// Waits until a peer from [`start`](Self::start) has opened the store.
+    pub fn ready(&mut self) {
+        assert_eq!(self.line(), "ready");
     }
 
     /// The process id (values name the process that computed them).

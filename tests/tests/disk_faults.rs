@@ -235,3 +235,39 @@ fn a_full_disk_computes_counts_and_warns_once() {
     );
     Config::uninstall();
 }
+
+/// Processes meeting one corrupt file at the same time: one sets it aside, and none sets
+/// aside the new file another has just started (each would then write where no other process
+/// reads). Ten rounds of eight processes opening the file at once.
+#[test]
+fn processes_that_open_a_corrupt_file_at_once_set_it_aside_once() {
+    let _guard = serial();
+    for round in 0..10 {
+        let dir = TempDir::new("corrupt-at-once");
+        assert_eq!(peer_get(dir.path(), 0, 20).runs, 20);
+        dir.corrupt();
+        let mut peers: Vec<Peer> = (0..8).map(|_| Peer::start(dir.path())).collect();
+        for peer in &mut peers {
+            peer.ready();
+        }
+        let aside = dir.files_named(".corrupt-");
+        assert_eq!(aside.len(), 1, "round {round}: {aside:?}");
+        // Each writes keys of its own...
+        for (i, peer) in peers.iter_mut().enumerate() {
+            let from = 100 * i as u64;
+            peer.send(&format!("get {from} {}", from + 20));
+        }
+        for peer in &mut peers {
+            let report = peer.report();
+            assert_eq!((report.runs, report.l2_errors), (20, 0), "{report:?}");
+        }
+        for peer in peers {
+            peer.exit();
+        }
+        // ...into the one file the next process reads.
+        let found: u64 = (0..8)
+            .map(|i| peer_get(dir.path(), 100 * i, 100 * i + 20).l2_hits)
+            .sum();
+        assert_eq!(found, 160, "round {round}: values written where others read");
+    }
+}
