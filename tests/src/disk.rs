@@ -26,10 +26,8 @@ impl TempDir {
     pub fn new(name: &str) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "cache-disk-{name}-{}-{n}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("cache-disk-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         TempDir(dir)
     }
@@ -146,7 +144,10 @@ impl Tmpfs {
     pub fn new(name: &str, size: &str) -> Self {
         let dir = TempDir::new(name);
         std::fs::create_dir_all(dir.path()).expect("mount point");
-        mount(&["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"], dir.path());
+        mount(
+            &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"],
+            dir.path(),
+        );
         Tmpfs { dir }
     }
 

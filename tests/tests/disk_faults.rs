@@ -58,9 +58,17 @@ fn a_file_overwritten_with_garbage_is_set_aside_and_the_next_process_has_a_cache
     logs.take();
 
     install(dir.path());
-    assert_eq!(calls(0..20), 20, "the values were lost with the file: computed");
+    assert_eq!(
+        calls(0..20),
+        20,
+        "the values were lost with the file: computed"
+    );
     assert_eq!(page::stats().decode_errors, 0);
-    assert_eq!(dir.files_named(".corrupt-").len(), 1, "the bad file is kept aside");
+    assert_eq!(
+        dir.files_named(".corrupt-").len(),
+        1,
+        "the bad file is kept aside"
+    );
     assert_eq!(
         warnings(logs, "corrupt").len(),
         1,
@@ -160,7 +168,11 @@ fn a_read_only_file_system_computes_counts_and_warns() {
     let errors = page::stats().l2_errors - before;
     assert!(errors >= 10, "every read and write failed: {errors}");
     let refused = warnings(logs, "refuses");
-    assert_eq!(refused.len(), 1, "one warning per kind of error: {refused:?}");
+    assert_eq!(
+        refused.len(),
+        1,
+        "one warning per kind of error: {refused:?}"
+    );
     Config::uninstall();
 
     // Written, then read-only: what was stored is still read.
@@ -171,7 +183,11 @@ fn a_read_only_file_system_computes_counts_and_warns() {
     install(full.path());
     logs.take();
     let before = page::stats();
-    assert_eq!(calls(0..10), 0, "stored values are read from the read-only file");
+    assert_eq!(
+        calls(0..10),
+        0,
+        "stored values are read from the read-only file"
+    );
     assert_eq!(page::stats().l2_hits - before.l2_hits, 10);
     assert_eq!(page::stats().l2_errors, before.l2_errors);
     assert_eq!(calls(10..15), 5, "new values are computed");
@@ -268,6 +284,9 @@ fn processes_that_open_a_corrupt_file_at_once_set_it_aside_once() {
         let found: u64 = (0..8)
             .map(|i| peer_get(dir.path(), 100 * i, 100 * i + 20).l2_hits)
             .sum();
-        assert_eq!(found, 160, "round {round}: values written where others read");
+        assert_eq!(
+            found, 160,
+            "round {round}: values written where others read"
+        );
     }
 }

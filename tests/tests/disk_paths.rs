@@ -48,7 +48,11 @@ fn an_l1_miss_reads_the_disk_and_a_miss_everywhere_computes_once_and_writes() {
 
     read_path::clear_local();
     assert_eq!(read_path(1), "value 1");
-    assert_eq!(READ_RUNS.load(SeqCst), 1, "read from the disk, not computed");
+    assert_eq!(
+        READ_RUNS.load(SeqCst),
+        1,
+        "read from the disk, not computed"
+    );
     let stats = read_path::stats();
     assert_eq!((stats.l2_hits, stats.misses, stats.l2_errors), (1, 1, 0));
     assert_eq!(read_path(1), "value 1");
@@ -145,13 +149,20 @@ fn each_entry_expires_after_its_own_ttl() {
     long_lived::clear_local();
     short_lived(1);
     long_lived(1);
-    assert_eq!(SHORT_RUNS.load(SeqCst), 2, "the expired entry was computed again");
+    assert_eq!(
+        SHORT_RUNS.load(SeqCst),
+        2,
+        "the expired entry was computed again"
+    );
     assert_eq!(LONG_RUNS.load(SeqCst), 1, "the other entry is still served");
     assert_eq!(long_lived::stats().l2_hits, 2);
     let new_short_at = dir
         .expiry_of(&short_lived::key(1).to_string())
         .expect("expiry");
-    assert!(new_short_at > short_at, "the new value was written with a new expiry");
+    assert!(
+        new_short_at > short_at,
+        "the new value was written with a new expiry"
+    );
     Config::uninstall();
 }
 
@@ -182,7 +193,11 @@ fn invalidate_removes_the_row() {
     invalidated::clear_local();
     assert_eq!(invalidated(1), 10);
     assert_eq!(invalidated(2), 20);
-    assert_eq!(INVALIDATE_RUNS.load(SeqCst), 3, "only the invalidated entry ran again");
+    assert_eq!(
+        INVALIDATE_RUNS.load(SeqCst),
+        3,
+        "only the invalidated entry ran again"
+    );
     assert_eq!(invalidated::stats().l2_hits, 1);
     Config::uninstall();
 }
@@ -226,20 +241,29 @@ fn clear_removes_the_functions_rows_and_no_other() {
     let left: Vec<String> = dir.rows().into_iter().map(|(k, _)| k).collect();
     assert_eq!(left.len(), 10, "{left:?}");
     assert!(
-        left.iter().all(|k| !(0..5).any(|n| *k == cleared::key(n).to_string())),
+        left.iter()
+            .all(|k| !(0..5).any(|n| *k == cleared::key(n).to_string())),
         "{left:?}"
     );
     for n in 0..5 {
         assert_eq!(cleared(n), n);
     }
-    assert_eq!(CLEARED_RUNS.load(SeqCst), 10, "cleared from L1 and the disk");
+    assert_eq!(
+        CLEARED_RUNS.load(SeqCst),
+        10,
+        "cleared from L1 and the disk"
+    );
     kept_same_start::clear_local();
     kept_other_version::clear_local();
     for n in 0..5 {
         kept_same_start(n);
         kept_other_version(n);
     }
-    assert_eq!(KEPT_RUNS.load(SeqCst), 10, "the others are read from the disk");
+    assert_eq!(
+        KEPT_RUNS.load(SeqCst),
+        10,
+        "the others are read from the disk"
+    );
     assert_eq!(
         kept_same_start::stats().l2_hits + kept_other_version::stats().l2_hits,
         10
@@ -261,12 +285,22 @@ fn peek_and_put_go_through_the_disk() {
     let dir = TempDir::new("peek-put");
     install(&dir, "peer");
     peeked::put(7, "warmed 7".to_owned());
-    assert!(dir.has_row(&peeked::key(7).to_string()), "put wrote the row");
+    assert!(
+        dir.has_row(&peeked::key(7).to_string()),
+        "put wrote the row"
+    );
 
     peeked::clear_local();
-    assert_eq!(peeked::peek(7).as_deref(), Some("warmed 7"), "read from disk");
+    assert_eq!(
+        peeked::peek(7).as_deref(),
+        Some("warmed 7"),
+        "read from disk"
+    );
     assert_eq!(peeked::peek(8), None);
-    assert!(!dir.has_row(&peeked::key(8).to_string()), "peek writes nothing");
+    assert!(
+        !dir.has_row(&peeked::key(8).to_string()),
+        "peek writes nothing"
+    );
     peeked::clear_local();
     assert_eq!(peeked(7), "warmed 7");
     assert_eq!(PEEK_RUNS.load(SeqCst), 0, "no body ran");
@@ -348,7 +382,11 @@ fn a_named_disk_store_keeps_its_functions_values_and_redis_the_others() {
     }
     assert_eq!(PAGE_RUNS.load(SeqCst), 3, "pages read back from disk");
     assert_eq!(named_page::stats().l2_hits, 3);
-    assert_eq!(FRAGMENT_RUNS.load(SeqCst), 3, "fragments read back from Redis");
+    assert_eq!(
+        FRAGMENT_RUNS.load(SeqCst),
+        3,
+        "fragments read back from Redis"
+    );
     assert_eq!(fragment::stats().l2_hits, 3);
     assert_eq!(
         ORPHAN_RUNS.load(SeqCst),

@@ -44,7 +44,12 @@ fn a_page_of_50_is_read_from_disk_in_one_preload() {
     let stats = page::stats();
     assert_eq!(RUNS.load(SeqCst), 0, "no body ran");
     assert_eq!(
-        (stats.scope_hits, stats.l2_hits, stats.l2_errors, stats.misses),
+        (
+            stats.scope_hits,
+            stats.l2_hits,
+            stats.l2_errors,
+            stats.misses
+        ),
         (50, 0, 0, 0),
         "every value came from the scope's one read, none from a read of its own"
     );
@@ -61,10 +66,7 @@ fn a_page_of_50_is_read_from_disk_in_one_preload() {
     }));
     assert_eq!(values.len(), 50);
     let stats = page::stats();
-    assert_eq!(
-        (stats.scope_hits, stats.l2_hits, stats.misses),
-        (100, 0, 0)
-    );
+    assert_eq!((stats.scope_hits, stats.l2_hits, stats.misses), (100, 0, 0));
 
     // Half the page is missing: those are computed once and written, the rest come from the
     // scope.
@@ -76,5 +78,9 @@ fn a_page_of_50_is_read_from_disk_in_one_preload() {
     assert_eq!(values[49], format!("page 74 by {}", std::process::id()));
     Config::uninstall();
     let next = peer_get(dir.path(), 0, 75);
-    assert_eq!((next.runs, next.l2_hits), (0, 75), "the computed half was written");
+    assert_eq!(
+        (next.runs, next.l2_hits),
+        (0, 75),
+        "the computed half was written"
+    );
 }

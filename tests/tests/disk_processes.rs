@@ -29,7 +29,10 @@ fn two_processes_at_once_share_values_and_a_third_finds_them_all() {
         "no body ran for the other's keys"
     );
     assert_eq!(a_reads.from(b.pid()), 200);
-    assert_eq!((b_reads.runs, b_reads.l2_hits, b_reads.l2_errors), (200, 200, 0));
+    assert_eq!(
+        (b_reads.runs, b_reads.l2_hits, b_reads.l2_errors),
+        (200, 200, 0)
+    );
     assert_eq!(b_reads.from(a.pid()), 200);
     let (a_pid, b_pid) = (a.pid(), b.pid());
     a.exit();
@@ -58,8 +61,7 @@ fn a_process_killed_right_after_a_call_returned_loses_none_of_its_values() {
     // SIGKILL at once: no destructor, no checkpoint, no close.
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
-    let wal = std::fs::metadata(dir.path().join(format!("{FILE_NAME}-wal")))
-        .map_or(0, |m| m.len());
+    let wal = std::fs::metadata(dir.path().join(format!("{FILE_NAME}-wal"))).map_or(0, |m| m.len());
     assert!(wal > 0, "the writes were in the WAL, not checkpointed");
 
     let next = peer_get(dir.path(), 0, reported);
@@ -107,5 +109,9 @@ fn lock_runs_the_body_once_across_the_machines_processes() {
         .iter()
         .flat_map(|r| r.by.iter().map(|&(pid, _)| pid))
         .collect::<std::collections::BTreeSet<_>>();
-    assert_eq!(owner.len(), 1, "all 8 callers got the one value: {reports:?}");
+    assert_eq!(
+        owner.len(),
+        1,
+        "all 8 callers got the one value: {reports:?}"
+    );
 }
