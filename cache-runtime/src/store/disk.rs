@@ -379,24 +379,49 @@ impl DiskStore {
             return Ok(conn);
         }
         match self.open() {
-            Err(error) if error.is_corruption() => {
-                let path = self.path();
-                set_aside_file(&path);
-                self.open()
-            }
+            // `open` set the corrupt file aside (or another process had): once more.
+            Err(error) if error.is_corruption() => self.open(),
             other => other,
         }
     }
 
+    /// Opens the file the path names, and knows which file that is: processes that meet a
+    /// corrupt file at the same time each open it, but only one sets it aside, and none
+    /// sets aside the new file another has started meanwhile. The path is looked at before
+    /// the file is opened and after: when it names the same file both times, that file is
+    /// the one opened (a file set aside never comes back); when it changed, the open is tried
+    /// again on what it names now.
     fn open(&self) -> Result<Pooled> {
         std::fs::create_dir_all(&self.dir).map_err(|e| DiskError::Open {
             dir: self.dir.clone(),
             reason: e.to_string(),
         })?;
+        let path = self.path();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let before = FileId::of(&path);
+            let conn = match self.open_file(&path) {
+                Ok(conn) => conn,
+                Err(error) => {
+                    if error.is_corruption() {
+                        set_aside_if_still(&path, before);
+                    }
+                    return Err(error);
+                }
+            };
+            let after = FileId::of(&path);
+            if before.is_none() || before == after || tries == 3 {
+                return Ok(Pooled { conn, file: after });
+            }
+        }
+    }
+
+    fn open_file(&self, path: &Path) -> Result<Connection> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(self.path(), flags)?;
+        let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(self.timeout)?;
         // `journal_mode` answers with the mode in force; a file another process just created
         // may still be switching, which the busy timeout covers.
@@ -406,10 +431,7 @@ impl DiskStore {
         if version != 1 {
             conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))?;
         }
-        Ok(Pooled {
-            conn,
-            file: FileId::of(&self.path()),
-        })
+        Ok(conn)
     }
 
     fn park(&self, conn: Pooled) {
@@ -423,10 +445,7 @@ impl DiskStore {
     /// path then names a different file than `conn` has open).
     fn set_aside(&self, conn: &Pooled) {
         lock(&self.idle).clear();
-        let path = self.path();
-        if conn.file.is_some() && conn.file == FileId::of(&path) {
-            set_aside_file(&path);
-        }
+        set_aside_if_still(&self.path(), conn.file);
     }
 }
 
@@ -569,15 +588,57 @@ fn evict(tx: &rusqlite::Transaction<'_>, now: i64, target: u64) -> rusqlite::Res
     Ok(())
 }
 
+/// Sets the corrupt file `opened` aside if `path` still names it. Processes that met it at
+/// the same time take turns (an exclusive `flock` on `cache.sqlite3.lock` beside it), so that
+/// only the first moves it and none moves the new file the first one may have started since.
+fn set_aside_if_still(path: &Path, opened: Option<FileId>) {
+    let Some(opened) = opened else { return };
+    let _turn = AsideTurn::take(path);
+    if FileId::of(path) == Some(opened) {
+        set_aside_file(path);
+    }
+}
+
+/// A turn at setting a file aside: an exclusive `flock` held until dropped (Unix; elsewhere
+/// no turns are taken).
+struct AsideTurn {
+    /// Held for its lock, released when closed.
+    _file: Option<std::fs::File>,
+}
+
+impl AsideTurn {
+    fn take(path: &Path) -> Self {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(PathBuf::from(name))
+            .ok();
+        #[cfg(unix)]
+        let file = file.filter(|file| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the descriptor is open for the duration of the call; `flock` reads no
+            // memory of ours.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) == 0 }
+        });
+        AsideTurn { _file: file }
+    }
+}
+
+/// Moves the file at `path` aside. Its write-ahead log and shared-memory index go first: once
+/// the file is renamed, another process may start a new one at `path`, whose own log and index
+/// must not be removed in its place.
 fn set_aside_file(path: &Path) {
     let aside = path.with_file_name(format!("{FILE_NAME}.corrupt-{}", clock::unix_millis()));
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(side));
+    }
     match std::fs::rename(path, &aside) {
         Ok(()) => {
-            for suffix in ["-wal", "-shm"] {
-                let mut side = path.as_os_str().to_owned();
-                side.push(suffix);
-                let _ = std::fs::remove_file(PathBuf::from(side));
-            }
             tracing::warn!(
                 file = %path.display(),
                 set_aside = %aside.display(),
