@@ -8,6 +8,8 @@ use std::time::Duration;
 
 #[cfg(feature = "disk")]
 use crate::store::disk::DiskStore;
+#[cfg(feature = "cluster")]
+use crate::store::cluster::ClusterStore;
 #[cfg(feature = "redis")]
 use crate::store::redis::RedisStore;
 use crate::store::SharedStore;
@@ -47,6 +49,8 @@ pub struct Store {
 enum StoreKind {
     #[cfg(feature = "redis")]
     Redis { url: String },
+    #[cfg(feature = "cluster")]
+    Cluster { urls: Vec<String> },
     #[cfg(feature = "disk")]
     Disk { dir: PathBuf, max_bytes: u64 },
 }
@@ -58,6 +62,32 @@ impl Store {
     pub fn redis(url: impl Into<String>) -> Self {
         Store {
             kind: StoreKind::Redis { url: url.into() },
+        }
+    }
+
+    /// The Redis Cluster that these nodes belong to (`redis://host:port/` each; one that
+    /// answers is enough, the others are found through it). Values go to the master of their
+    /// key's slot; a preload sends one `MGET` per slot, to every master at once, so a page
+    /// whose keys share a hash tag (`{page42}` in the key) costs one `MGET` on one node. See
+    /// the README's "Redis Cluster" section.
+    ///
+    /// ```no_run
+    /// use cache_runtime::{Config, Store};
+    /// Config::new()
+    ///     .store(Store::redis_cluster(["redis://127.0.0.1:7000/", "redis://127.0.0.1:7001/"]))
+    ///     .install()?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn redis_cluster<I>(urls: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        Store {
+            kind: StoreKind::Cluster {
+                urls: urls.into_iter().map(Into::into).collect(),
+            },
         }
     }
 
@@ -102,6 +132,13 @@ impl Store {
                 config.breaker_failures,
                 config.breaker_cooldown,
             )?)),
+            #[cfg(feature = "cluster")]
+            StoreKind::Cluster { urls } => Ok(Arc::new(ClusterStore::open(
+                urls,
+                config.timeout,
+                config.breaker_failures,
+                config.breaker_cooldown,
+            )?)),
             #[cfg(feature = "disk")]
             StoreKind::Disk { dir, max_bytes } => {
                 let store = DiskStore::new(dir, *max_bytes, config.timeout.max(DISK_BUSY_WAIT));
@@ -142,6 +179,11 @@ impl fmt::Debug for Store {
         match &self.kind {
             #[cfg(feature = "redis")]
             StoreKind::Redis { url } => write!(f, "Store::redis({:?})", redacted(url)),
+            #[cfg(feature = "cluster")]
+            StoreKind::Cluster { urls } => {
+                let urls: Vec<String> = urls.iter().map(|url| redacted(url)).collect();
+                write!(f, "Store::redis_cluster({urls:?})")
+            }
             #[cfg(feature = "disk")]
             StoreKind::Disk { dir, max_bytes } => f
                 .debug_struct("Store::disk")
@@ -211,6 +253,24 @@ impl Config {
     #[cfg(feature = "redis")]
     pub fn redis(self, url: impl Into<String>) -> Self {
         self.store(Store::redis(url))
+    }
+
+    /// Use the Redis Cluster these nodes belong to as the shared layer: short for
+    /// `.store(Store::redis_cluster(urls))` (see [`Store::redis_cluster`]).
+    ///
+    /// ```no_run
+    /// cache_runtime::Config::new()
+    ///     .redis_cluster(["redis://127.0.0.1:7000/", "redis://127.0.0.1:7001/"])
+    ///     .install()?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn redis_cluster<I>(self, urls: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.store(Store::redis_cluster(urls))
     }
 
     /// Keep shared values in a SQLite file in `dir`, shared by the processes of this machine:
