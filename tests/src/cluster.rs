@@ -234,7 +234,22 @@ impl RedisCluster {
             .collect()
     }
 
-    /// Zeroes `INFO commandstats` on every running node.
+    /// Error replies with this code (`MOVED`, `ASK`, ...) the running nodes sent since the last
+    /// [`reset_stats`](Self::reset_stats), from `INFO errorstats`.
+    pub fn errors(&self, code: &str) -> u64 {
+        let wanted = format!("errorstat_{code}:count=");
+        self.live_ports()
+            .into_iter()
+            .filter_map(|port| try_query::<String>(port, redis::cmd("INFO").arg("errorstats")))
+            .map(|info| {
+                info.lines()
+                    .find_map(|line| line.strip_prefix(&wanted)?.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
+    /// Zeroes `INFO commandstats` and `INFO errorstats` on every running node.
     pub fn reset_stats(&self) {
         for port in self.live_ports() {
             let _: () = redis::cmd("CONFIG")

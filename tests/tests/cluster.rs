@@ -382,12 +382,13 @@ fn a_killed_master_fails_over_and_callers_always_get_values() {
     assert!(failing_over::stats().l2_errors > 0, "the dead master was noticed");
     assert_ne!(promoted, victim);
 
-    // Once promoted, the cluster is used again for the dead master's slots: a new value
-    // appears on the new master.
-    cluster.wait_for("a write to reach the promoted master", |cluster| {
+    // Once promoted, the cluster is used again for the dead master's slots: the value (which
+    // the replica had) is read from the new master.
+    cluster.wait_for("a read from the promoted master", |_| {
         failing_over::clear_local();
+        let hits = failing_over::stats().l2_hits;
         assert_eq!(failing_over(0), "failover 0");
-        cluster.get(&victim_key).is_some()
+        failing_over::stats().l2_hits > hits
     });
     assert_eq!(cluster.master_of(&victim_key), promoted);
     let errors = failing_over::stats().l2_errors;
@@ -417,15 +418,13 @@ fn a_restarted_node_is_used_again() {
     // Whether it came back as the master (empty) or its replica took over, the key's slot is
     // served again, and calls reach it.
     cluster.wait_until_ok();
-    cluster.wait_for("the key's master to be used again", |cluster| {
+    cluster.wait_for("the key's master to be used again", |_| {
         restarted::clear_local();
+        let hits = restarted::stats().l2_hits;
         assert_eq!(restarted(1), "restarted 1");
-        cluster.get(&key).is_some()
+        restarted::stats().l2_hits > hits
     });
-    restarted::clear_local();
-    let hits = restarted::stats().l2_hits;
-    assert_eq!(restarted(1), "restarted 1");
-    assert_eq!(restarted::stats().l2_hits, hits + 1);
+    assert!(cluster.get(&key).is_some());
 }
 
 #[cached(ttl = 60, name = "cluster::frozen")]
@@ -491,6 +490,7 @@ fn calls_during_a_resharding_get_correct_values() {
     for n in 0..2000 {
         resharded(n);
     }
+    let computed = RESHARD_RUNS.load(SeqCst);
     let masters = cluster.masters();
     let (from, to) = (masters[0], masters[1]);
     let moved_before: usize = cluster
@@ -499,6 +499,7 @@ fn calls_during_a_resharding_get_correct_values() {
         .find(|n| n.port == to)
         .map(|n| n.slots.iter().map(|&(a, b)| (b - a + 1) as usize).sum())
         .unwrap();
+    cluster.reset_stats();
     let mut reshard = cluster.reshard(from, to, 600);
     let done = Arc::new(AtomicBool::new(false));
     let callers: Vec<_> = (0..2)
@@ -529,11 +530,16 @@ fn calls_during_a_resharding_get_correct_values() {
         .map(|n| n.slots.iter().map(|&(a, b)| (b - a + 1) as usize).sum())
         .unwrap();
     assert_eq!(moved_after, moved_before + 600, "slots moved");
-    // Every value read back through the cluster after the move, none computed again.
-    let runs = RESHARD_RUNS.load(SeqCst);
+    let (moved, ask) = (cluster.errors("MOVED"), cluster.errors("ASK"));
+    eprintln!("{rounds} rounds of 2000 calls; the nodes answered MOVED {moved}, ASK {ask} times");
+    assert!(moved + ask > 0, "calls ran while slots moved");
+    // `MOVED` and `ASK` were followed: no call failed over to computing, none missed.
+    assert_eq!(resharded::stats().l2_errors, 0);
+    assert_eq!(RESHARD_RUNS.load(SeqCst), computed, "every value was read from the cluster");
+    // And read back after the move.
     resharded::clear_local();
     for n in 0..2000 {
         assert_eq!(resharded(n), format!("resharded {n}"));
     }
-    assert_eq!(RESHARD_RUNS.load(SeqCst), runs, "values survive a resharding");
+    assert_eq!(RESHARD_RUNS.load(SeqCst), computed, "values survive a resharding");
 }
