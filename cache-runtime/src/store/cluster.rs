@@ -89,9 +89,11 @@ impl ClusterStore {
         }
         let client = ClusterClientBuilder::new(urls.to_vec())
             .connection_timeout(timeout)
-            .response_timeout(timeout)
-            // Redirections and reconnections are retried quickly; the operation's deadline
-            // (not a retry count) is what bounds a call.
+            // A backstop for requests whose caller has stopped waiting (they stay queued in
+            // redis-rs until answered or timed out). What bounds a call is the operation's
+            // deadline, which cuts first; redirections and reconnections are retried quickly
+            // within it.
+            .response_timeout(timeout * 2)
             .min_retry_wait(1)
             .max_retry_wait(timeout.as_millis().clamp(1, 50) as u64)
             .build()
