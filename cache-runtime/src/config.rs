@@ -135,6 +135,7 @@ impl Store {
             #[cfg(feature = "cluster")]
             StoreKind::Cluster { urls } => Ok(Arc::new(ClusterStore::open(
                 urls,
+                &config.tls,
                 config.timeout,
                 config.breaker_failures,
                 config.breaker_cooldown,

@@ -29,6 +29,8 @@
 //!
 //! [`Config::timeout`]: crate::Config::timeout
 
+mod direct;
+
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,9 +44,9 @@ use redis::{Cmd, Value};
 use tokio::runtime::{Handle, Runtime};
 
 use crate::breaker::Breaker;
-use crate::config::{redacted, Error};
+use crate::config::{redacted, Error, TlsFiles};
 use crate::key::RemoteName;
-use crate::store::redis::MGET_BATCH;
+use crate::store::redis::{Request, Tls, MGET_BATCH};
 use crate::store::{Budget, Failure, Op, Pending, Reply, SharedStore, StoreError};
 use crate::sync::lock;
 
@@ -59,6 +61,8 @@ const SLOTS: u16 = 16384;
 
 pub(crate) struct ClusterStore {
     inner: Arc<Inner>,
+    /// The sync callers' way to the nodes.
+    direct: direct::Direct,
     /// The runtime the connection lives on; shut down (without waiting) when the store goes.
     runtime: Option<Runtime>,
 }
@@ -75,6 +79,7 @@ struct Inner {
 impl ClusterStore {
     pub(crate) fn open(
         urls: &[String],
+        tls: &TlsFiles,
         timeout: Duration,
         failures: u32,
         cooldown: Duration,
@@ -87,7 +92,23 @@ impl ClusterStore {
         if urls.is_empty() {
             return Err(invalid("a Redis Cluster needs at least one node URL".into()));
         }
-        let client = ClusterClientBuilder::new(urls.to_vec())
+        let mut infos = Vec::with_capacity(urls.len());
+        for url in urls {
+            infos.push(
+                redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                    .map_err(|e| invalid(e.to_string()))?,
+            );
+        }
+        let (tls, certificates) = Tls::load(&infos[0], tls).map_err(|reason| invalid(reason))?;
+        let builder = ClusterClientBuilder::new(infos.clone());
+        #[cfg(feature = "tls")]
+        let builder = match certificates {
+            Some(certificates) => builder.certs(certificates),
+            None => builder,
+        };
+        #[cfg(not(feature = "tls"))]
+        let _ = certificates;
+        let client = builder
             .connection_timeout(timeout)
             // A backstop for requests whose caller has stopped waiting (they stay queued in
             // redis-rs until answered or timed out). What bounds a call is the operation's
@@ -112,6 +133,7 @@ impl ClusterStore {
                 conn: Mutex::new(None),
                 breaker: Breaker::new(failures, cooldown),
             }),
+            direct: direct::Direct::new(&infos, tls),
             runtime: Some(runtime),
         };
         store.probe(&shown)?;
@@ -243,27 +265,11 @@ impl Inner {
                     Ok(Reply::Done)
                 }
                 Owned::Lock { key, token, lease } => {
-                    let taken: Value = redis::cmd("SET")
-                        .arg(&key)
-                        .arg(&token)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(lease.as_millis().max(1) as u64)
-                        .query_async(&mut conn)
-                        .await?;
+                    let taken: Value = lock_cmd(&key, &token, lease).query_async(&mut conn).await?;
                     Ok(Reply::Locked(!matches!(taken, Value::Nil)))
                 }
                 Owned::Unlock { key, token } => {
-                    // Only the owner deletes it (see the single-Redis store).
-                    const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-                         return redis.call('DEL', KEYS[1]) else return 0 end";
-                    let _: Value = redis::cmd("EVAL")
-                        .arg(SCRIPT)
-                        .arg(1)
-                        .arg(&key)
-                        .arg(&token)
-                        .query_async(&mut conn)
-                        .await?;
+                    let _: Value = unlock_cmd(&key, &token).query_async(&mut conn).await?;
                     Ok(Reply::Done)
                 }
             }
@@ -424,6 +430,86 @@ impl Inner {
     }
 }
 
+impl ClusterStore {
+    /// A sync request, on this thread, by `deadline` (see [`direct`]).
+    fn run_direct(&self, op: Op<'_>, deadline: Instant) -> redis::RedisResult<Reply> {
+        let direct = &self.direct;
+        match op {
+            Op::Get(key) => {
+                let value = direct.request(key, &crate::store::redis::get(key), deadline)?;
+                Ok(Reply::Value(bulk(value)?))
+            }
+            Op::GetMany(names) => {
+                let keys: Vec<String> = names.iter().map(name_of).collect();
+                direct.get_many(&keys, deadline).map(Reply::Values)
+            }
+            Op::Set { key, value, ttl } => {
+                direct.request(key, &crate::store::redis::set(key, value, ttl), deadline)?;
+                Ok(Reply::Done)
+            }
+            Op::Delete(key) => {
+                direct.request(key, &crate::store::redis::del(key), deadline)?;
+                Ok(Reply::Done)
+            }
+            Op::Lock { key, token, lease } => {
+                let key = lock_key(key);
+                let taken = direct.request(&key, &Request::One(lock_cmd(&key, token, lease)), deadline)?;
+                Ok(Reply::Locked(!matches!(taken, Value::Nil)))
+            }
+            Op::Unlock { key, token } => {
+                let key = lock_key(key);
+                direct.request(&key, &Request::One(unlock_cmd(&key, token)), deadline)?;
+                Ok(Reply::Done)
+            }
+            Op::DeletePrefix(_) => unreachable!("clearing a prefix is not one request"),
+        }
+    }
+}
+
+/// `SET key token NX PX lease`: takes a lock unless it is held.
+fn lock_cmd(key: &str, token: &str, lease: Duration) -> Cmd {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(lease.as_millis().max(1) as u64)
+        .to_owned()
+}
+
+/// Deletes a lock only if `token` still holds it (see the single-Redis store).
+fn unlock_cmd(key: &str, token: &str) -> Cmd {
+    const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+         return redis.call('DEL', KEYS[1]) else return 0 end";
+    redis::cmd("EVAL")
+        .arg(SCRIPT)
+        .arg(1)
+        .arg(key)
+        .arg(token)
+        .to_owned()
+}
+
+/// The slot Redis puts `key` in: CRC16 (XMODEM) of its hash tag, or of the whole key, modulo
+/// 16384.
+pub(crate) fn slot_of(key: &[u8]) -> u16 {
+    let hashed = std::str::from_utf8(key)
+        .ok()
+        .and_then(hash_tag)
+        .map_or(key, str::as_bytes);
+    let mut crc: u16 = 0;
+    for &byte in hashed {
+        crc ^= (byte as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % SLOTS
+}
+
 impl SharedStore for ClusterStore {
     fn kind(&self) -> &'static str {
         KIND
@@ -448,9 +534,7 @@ impl SharedStore for ClusterStore {
                 .map(Reply::Count);
         }
         let (started, deadline) = self.inner.admit(budget)?;
-        let op = Owned::from(op);
-        let inner = self.inner.clone();
-        let result = self.wait(deadline, async move { inner.perform(op, deadline).await });
+        let result = self.run_direct(op, deadline);
         budget.spend(started);
         self.inner.judge(result)
     }
@@ -688,6 +772,14 @@ mod tests {
         assert_ne!(slot("app:f:v0:7:lock"), slot("app:f:v0:7"));
         assert_eq!(lock_key("app:f:v0:7:lock"), "{app:f:v0:7}:lock");
         assert_eq!(lock_key("plain"), "plain");
+    }
+
+    #[test]
+    fn slots_as_redis_computes_them() {
+        for key in ["foo", "123456789", "app:f:v0:7", "{page42}x", "a{}b", "", "{user1000}.following"] {
+            assert_eq!(Slot::new(super::slot_of(key.as_bytes())), Some(Slot::for_key(key)), "{key}");
+        }
+        assert_eq!(super::slot_of(b"foo"), 12182);
     }
 
     #[test]
