@@ -61,8 +61,6 @@ const SLOTS: u16 = 16384;
 
 pub(crate) struct ClusterStore {
     inner: Arc<Inner>,
-    /// The sync callers' way to the nodes.
-    direct: direct::Direct,
     /// The runtime the connection lives on; shut down (without waiting) when the store goes.
     runtime: Option<Runtime>,
 }
@@ -74,6 +72,10 @@ struct Inner {
     timeout: Duration,
     conn: Mutex<Option<ClusterConnection>>,
     breaker: Breaker,
+    /// The sync callers' way to the nodes; its slot map also groups async preloads.
+    direct: direct::Direct,
+    /// A `CLUSTER SLOTS` for async preloads is under way.
+    reading_slots: std::sync::atomic::AtomicBool,
 }
 
 impl ClusterStore {
@@ -132,8 +134,9 @@ impl ClusterStore {
                 timeout,
                 conn: Mutex::new(None),
                 breaker: Breaker::new(failures, cooldown),
+                direct: direct::Direct::new(&infos, tls),
+                reading_slots: std::sync::atomic::AtomicBool::new(false),
             }),
-            direct: direct::Direct::new(&infos, tls),
             runtime: Some(runtime),
         };
         store.probe(&shown)?;
@@ -242,7 +245,12 @@ impl Inner {
     }
 
     /// Runs one operation (all but [`Op::DeletePrefix`]) by `deadline`.
-    async fn perform(self: &Arc<Self>, op: Owned, deadline: Instant) -> redis::RedisResult<Reply> {
+    async fn perform(
+        self: &Arc<Self>,
+        op: Owned,
+        plan: Option<direct::Plan>,
+        deadline: Instant,
+    ) -> redis::RedisResult<Reply> {
         let work = async {
             let mut conn = self.connection().await?;
             match op {
@@ -250,7 +258,7 @@ impl Inner {
                     let value: Value = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
                     Ok(Reply::Value(bulk(value)?))
                 }
-                Owned::GetMany(keys) => self.get_many(conn, keys).await.map(Reply::Values),
+                Owned::GetMany(keys) => self.get_many(conn, keys, plan).await.map(Reply::Values),
                 Owned::Set { key, value, ttl } => {
                     let mut cmd = redis::cmd("SET");
                     cmd.arg(&key).arg(&value);
@@ -280,9 +288,93 @@ impl Inner {
         }
     }
 
+    /// With a `plan` (the sync side's slot map is fresh): one pipeline of per-slot `MGET`s
+    /// to each master, all masters at once. Without one, or when a master answers anything
+    /// but values (a slot moved), [`get_many_split`](Self::get_many_split).
+    async fn get_many(
+        self: &Arc<Self>,
+        conn: ClusterConnection,
+        keys: Vec<String>,
+        plan: Option<direct::Plan>,
+    ) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
+        let Some(plan) = plan else {
+            self.read_slots_soon(conn.clone());
+            return self.get_many_split(conn, keys).await;
+        };
+        let keys = Arc::new(keys);
+        let batches = Arc::new(plan.batches);
+        let mut sent = Vec::with_capacity(plan.by_node.len());
+        for ((host, port), list) in plan.by_node {
+            let mut pipe = redis::pipe();
+            for &b in &list {
+                let mut cmd = redis::cmd("MGET");
+                for &i in &batches[b].1 {
+                    cmd.arg(keys[i].as_str());
+                }
+                pipe.add_command(cmd);
+            }
+            let mut conn = conn.clone();
+            let count = list.len();
+            let task = self.handle.spawn(async move {
+                conn.route_pipeline(pipe, 0, count, SingleNodeRoutingInfo::ByAddress { host, port })
+                    .await
+            });
+            sent.push((list, task));
+        }
+        let mut values: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        let mut complete = true;
+        for (list, task) in sent {
+            let replies = task.await.ok().and_then(Result::ok);
+            let Some(replies) = replies.filter(|r| r.len() == list.len()) else {
+                complete = false;
+                continue;
+            };
+            for (&b, reply) in list.iter().zip(replies) {
+                let indices = &batches[b].1;
+                match reply {
+                    Value::Array(items) if items.len() == indices.len() => {
+                        for (&i, item) in indices.iter().zip(items) {
+                            values[i] = bulk(item)?;
+                        }
+                    }
+                    _ => complete = false,
+                }
+            }
+        }
+        if complete {
+            return Ok(values);
+        }
+        // A slot moved, a master failed: the sync side reads the map again, and this preload
+        // is asked the way that follows redirections.
+        self.direct.mark_stale();
+        let keys = Arc::try_unwrap(keys).unwrap_or_else(|keys| (*keys).clone());
+        self.get_many_split(conn, keys).await
+    }
+
+    /// Reads the slot map in the background (one `CLUSTER SLOTS`, unless one is under way),
+    /// for the next async preloads.
+    fn read_slots_soon(self: &Arc<Self>, mut conn: ClusterConnection) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.reading_slots.swap(true, Relaxed) {
+            return;
+        }
+        let this = self.clone();
+        self.handle.spawn(async move {
+            let ask = redis::cmd("CLUSTER").arg("SLOTS").to_owned();
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+            let deadline = tokio::time::Instant::now() + this.timeout;
+            if let Ok(Ok(slots)) =
+                tokio::time::timeout_at(deadline, conn.route_command(ask, routing)).await
+            {
+                this.direct.install(slots);
+            }
+            this.reading_slots.store(false, Relaxed);
+        });
+    }
+
     /// `MGET`s of at most [`MGET_BATCH`] keys, all sent at once; redis-rs splits each per
     /// slot, sends the parts to their masters in parallel and answers in the keys' order.
-    async fn get_many(
+    async fn get_many_split(
         self: &Arc<Self>,
         conn: ClusterConnection,
         keys: Vec<String>,
@@ -433,7 +525,7 @@ impl Inner {
 impl ClusterStore {
     /// A sync request, on this thread, by `deadline` (see [`direct`]).
     fn run_direct(&self, op: Op<'_>, deadline: Instant) -> redis::RedisResult<Reply> {
-        let direct = &self.direct;
+        let direct = &self.inner.direct;
         match op {
             Op::Get(key) => {
                 let value = direct.request(key, &crate::store::redis::get(key), deadline)?;
@@ -548,7 +640,12 @@ impl SharedStore for ClusterStore {
                 return Err(Failure::NoRuntime);
             }
             let (started, deadline) = self.inner.admit(budget)?;
-            let result = self.inner.perform(Owned::from(op), deadline).await;
+            let op = Owned::from(op);
+            let plan = match &op {
+                Owned::GetMany(keys) => self.inner.direct.plan_now(keys),
+                _ => None,
+            };
+            let result = self.inner.perform(op, plan, deadline).await;
             budget.spend(started);
             self.inner.judge(result)
         })

@@ -32,7 +32,14 @@ const REDIRECTS: usize = 5;
 const IDLE_PER_NODE: usize = 8;
 
 /// A node's address, as the cluster announces it.
-type Addr = (String, u16);
+pub(super) type Addr = (String, u16);
+
+/// Where the `MGET`s of a preload go: the keys (their positions) of each per-slot batch, and
+/// the batches (their positions) each master gets.
+pub(super) struct Plan {
+    pub(super) batches: Vec<(u16, Vec<usize>)>,
+    pub(super) by_node: Vec<(Addr, Vec<usize>)>,
+}
 
 pub(super) struct Direct {
     /// A node URL as given: its settings (credentials, TLS) serve for every node.
@@ -274,14 +281,12 @@ impl Direct {
         }
     }
 
-    /// The values of `keys`, in order: per-slot `MGET`s pipelined to each master, every master
-    /// written to before any is read.
-    pub(super) fn get_many(
+    /// Groups `keys` by slot (batches of at most [`MGET_BATCH`]) and the batches by master.
+    fn plan(
         &self,
         keys: &[String],
-        deadline: Instant,
-    ) -> RedisResult<Vec<Option<Vec<u8>>>> {
-        // Keys by slot (in first-seen order), in batches of at most MGET_BATCH.
+        mut master: impl FnMut(u16) -> RedisResult<Addr>,
+    ) -> RedisResult<Plan> {
         let mut slots: Vec<(u16, Vec<usize>)> = Vec::new();
         let mut where_slot: HashMap<u16, usize> = HashMap::new();
         for (i, key) in keys.iter().enumerate() {
@@ -292,21 +297,61 @@ impl Direct {
             });
             slots[at].1.push(i);
         }
-        let mut batches: Vec<(u16, &[usize])> = Vec::new();
-        for (slot, indices) in &slots {
+        let mut batches = Vec::with_capacity(slots.len());
+        for (slot, indices) in slots {
             for chunk in indices.chunks(MGET_BATCH) {
-                batches.push((*slot, chunk));
+                batches.push((slot, chunk.to_vec()));
             }
         }
-        // Batches by master.
         let mut by_node: Vec<(Addr, Vec<usize>)> = Vec::new();
         for (b, (slot, _)) in batches.iter().enumerate() {
-            let addr = self.master(*slot, deadline)?;
+            let addr = master(*slot)?;
             match by_node.iter_mut().find(|(a, _)| *a == addr) {
                 Some((_, list)) => list.push(b),
                 None => by_node.push((addr, vec![b])),
             }
         }
+        Ok(Plan { batches, by_node })
+    }
+
+    /// [`plan`](Self::plan) from the slot map as it is, without any I/O (for async callers):
+    /// `None` when the map is stale or does not know a slot.
+    pub(super) fn plan_now(&self, keys: &[String]) -> Option<Plan> {
+        if self.stale.load(Relaxed) {
+            return None;
+        }
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        self.plan(keys, |slot| {
+            map.node(slot).cloned().ok_or_else(|| {
+                RedisError::from((redis::ErrorKind::Client, "slot unknown"))
+            })
+        })
+        .ok()
+    }
+
+    /// Takes a `CLUSTER SLOTS` answer that an async caller read (`None` when it does not
+    /// parse).
+    pub(super) fn install(&self, slots: Value) -> Option<()> {
+        let from = self.seeds.first()?.clone();
+        let map = parse_slots(slots, &from)?;
+        *lock_write(&self.map) = map;
+        self.stale.store(false, Relaxed);
+        Some(())
+    }
+
+    /// Asks for the slot map to be read again by the next sync request.
+    pub(super) fn mark_stale(&self) {
+        self.stale.store(true, Relaxed);
+    }
+
+    /// The values of `keys`, in order: per-slot `MGET`s pipelined to each master, every master
+    /// written to before any is read.
+    pub(super) fn get_many(
+        &self,
+        keys: &[String],
+        deadline: Instant,
+    ) -> RedisResult<Vec<Option<Vec<u8>>>> {
+        let Plan { batches, by_node } = self.plan(keys, |slot| self.master(slot, deadline))?;
         let mget = |indices: &[usize]| {
             let mut cmd = redis::cmd("MGET");
             for &i in indices {
@@ -319,7 +364,7 @@ impl Direct {
         for (addr, list) in &by_node {
             let mut pipe = redis::pipe();
             for &b in list {
-                pipe.add_command(mget(batches[b].1));
+                pipe.add_command(mget(&batches[b].1));
             }
             let mut conn = self.checkout(addr, deadline)?;
             let sent = conn
@@ -335,7 +380,7 @@ impl Direct {
                 .map_err(|e| self.lost(addr, e))?;
             self.park(addr, conn);
             for (&b, reply) in list.iter().zip(replies) {
-                let indices = batches[b].1;
+                let indices = &batches[b].1;
                 match reply {
                     Value::Array(items) if items.len() == indices.len() => {
                         for (&i, item) in indices.iter().zip(items) {
@@ -362,8 +407,8 @@ impl Direct {
         }
         // Slots moving (a resharding): each asked again, following the redirection.
         for b in again {
-            let (slot, indices) = batches[b];
-            let reply = self.request_slot(slot, &Request::One(mget(indices)), deadline)?;
+            let (slot, indices) = &batches[b];
+            let reply = self.request_slot(*slot, &Request::One(mget(indices)), deadline)?;
             let Value::Array(items) = reply else {
                 return Err(RedisError::from((
                     redis::ErrorKind::UnexpectedReturnType,
