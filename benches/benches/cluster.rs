@@ -108,7 +108,9 @@ fn bench(c: &mut Criterion) {
     row("cluster, preload, keys on 3 masters", &|| {
         preloaded(spread, spread::key)
     });
-    row("cluster, preload, one hash tag", &|| preloaded(tagged, tagged::key));
+    row("cluster, preload, one hash tag", &|| {
+        preloaded(tagged, tagged::key)
+    });
     row("cluster, 50 GETs", &|| page(0..FRAGMENTS, spread));
     row("single Redis, 50 GETs", &|| page(0..FRAGMENTS, single));
     row("cluster, preload_async, keys on 3 masters", &async_page);
@@ -150,7 +152,12 @@ fn bench(c: &mut Criterion) {
         ratio(medians[3], medians[1])
     );
 
-    for stats in [single::stats(), spread::stats(), tagged::stats(), spread_async::stats()] {
+    for stats in [
+        single::stats(),
+        spread::stats(),
+        tagged::stats(),
+        spread_async::stats(),
+    ] {
         assert_eq!(stats.misses, FRAGMENTS, "only the first calls ran the body");
         assert_eq!(stats.l2_errors + stats.decode_errors, 0);
     }

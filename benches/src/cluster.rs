@@ -33,7 +33,12 @@ impl Cluster {
             let dir = root.join(format!("node{i}"));
             std::fs::create_dir_all(&dir).expect("a node directory");
             let child = Command::new(&server)
-                .args(["--port", &port.to_string(), "--cluster-port", &bus.to_string()])
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--cluster-port",
+                    &bus.to_string(),
+                ])
                 .args(["--bind", "127.0.0.1", "--cluster-enabled", "yes"])
                 .args(["--cluster-config-file", "nodes.conf"])
                 .args(["--save", "", "--appendonly", "no"])
@@ -69,7 +74,10 @@ impl Cluster {
     fn wait(&self, mut done: impl FnMut() -> bool) {
         let started = Instant::now();
         while !done() {
-            assert!(started.elapsed() < Duration::from_secs(30), "the cluster did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the cluster did not start"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

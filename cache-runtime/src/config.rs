@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-#[cfg(feature = "disk")]
-use crate::store::disk::DiskStore;
 #[cfg(feature = "cluster")]
 use crate::store::cluster::ClusterStore;
+#[cfg(feature = "disk")]
+use crate::store::disk::DiskStore;
 #[cfg(feature = "redis")]
 use crate::store::redis::RedisStore;
 use crate::store::SharedStore;

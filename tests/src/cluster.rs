@@ -507,7 +507,8 @@ fn try_connection(port: u16) -> Option<redis::Connection> {
     let mut conn = client
         .get_connection_with_timeout(Duration::from_millis(500))
         .ok()?;
-    conn.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    conn.set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
     redis::cmd("PING").query::<String>(&mut conn).ok()?;
     Some(conn)
 }

@@ -120,7 +120,11 @@ fn async_calls_and_async_preload() {
             }
         })
         .await;
-        assert_eq!(ASYNC_RUNS.load(SeqCst), runs, "every value came from the preload");
+        assert_eq!(
+            ASYNC_RUNS.load(SeqCst),
+            runs,
+            "every value came from the preload"
+        );
     });
     assert_eq!(cluster.calls("get"), 0);
     let slots: BTreeSet<u16> = (0..50)
@@ -196,7 +200,10 @@ fn preload_sends_one_mget_per_slot_and_no_get() {
     assert_eq!(cluster.calls("get"), 0);
     let mgets = cluster.calls_by_master("mget");
     assert_eq!(mgets.len(), 3);
-    assert!(mgets.values().all(|&n| n > 0), "every master was asked: {mgets:?}");
+    assert!(
+        mgets.values().all(|&n| n > 0),
+        "every master was asked: {mgets:?}"
+    );
 
     // Tagged keys: one slot, one MGET.
     cluster.reset_stats();
@@ -240,7 +247,11 @@ fn clear_removes_every_entry_from_every_master() {
     }
     assert_eq!(cluster.key_count(), 310);
     cleared::clear();
-    assert_eq!(cluster.key_count(), 10, "only the other function's entries are left");
+    assert_eq!(
+        cluster.key_count(),
+        10,
+        "only the other function's entries are left"
+    );
     assert!((0..10).all(|n| cluster.get(&kept::key(n).to_string()).is_some()));
     let runs = CLEARED_RUNS.load(SeqCst);
     cleared(5);
@@ -373,13 +384,19 @@ fn a_killed_master_fails_over_and_callers_always_get_values() {
         round += 1;
         let nodes = cluster.nodes();
         if let Some(node) = nodes.iter().find(|n| {
-            n.master && !n.failing && n.port != victim && n.slots.iter().any(|&(a, b)| (a..=b).contains(&slot))
+            n.master
+                && !n.failing
+                && n.port != victim
+                && n.slots.iter().any(|&(a, b)| (a..=b).contains(&slot))
         }) {
             break node.port;
         }
         assert!(round < 10_000, "no failover");
     };
-    assert!(failing_over::stats().l2_errors > 0, "the dead master was noticed");
+    assert!(
+        failing_over::stats().l2_errors > 0,
+        "the dead master was noticed"
+    );
     assert_ne!(promoted, victim);
 
     // Once promoted, the cluster is used again for the dead master's slots: the value (which
@@ -543,7 +560,10 @@ fn calls_during_a_resharding_get_correct_values() {
         .collect();
     let status = reshard.wait().expect("redis-cli --cluster reshard");
     done.store(true, SeqCst);
-    let rounds: u32 = callers.into_iter().map(|c| c.join().expect("a caller")).sum();
+    let rounds: u32 = callers
+        .into_iter()
+        .map(|c| c.join().expect("a caller"))
+        .sum();
     assert!(status.success(), "the resharding failed");
     assert!(rounds >= 2);
     let moved_after: usize = cluster
@@ -558,11 +578,19 @@ fn calls_during_a_resharding_get_correct_values() {
     assert!(moved + ask > 0, "calls ran while slots moved");
     // `MOVED` and `ASK` were followed: no call failed over to computing, none missed.
     assert_eq!(resharded::stats().l2_errors, 0);
-    assert_eq!(RESHARD_RUNS.load(SeqCst), computed, "every value was read from the cluster");
+    assert_eq!(
+        RESHARD_RUNS.load(SeqCst),
+        computed,
+        "every value was read from the cluster"
+    );
     // And read back after the move.
     resharded::clear_local();
     for n in 0..2000 {
         assert_eq!(resharded(n), format!("resharded {n}"));
     }
-    assert_eq!(RESHARD_RUNS.load(SeqCst), computed, "values survive a resharding");
+    assert_eq!(
+        RESHARD_RUNS.load(SeqCst),
+        computed,
+        "values survive a resharding"
+    );
 }

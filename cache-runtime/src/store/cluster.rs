@@ -37,9 +37,7 @@ use std::time::{Duration, Instant};
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{
-    Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr,
-};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{Cmd, Value};
 use tokio::runtime::{Handle, Runtime};
 
@@ -86,13 +84,19 @@ impl ClusterStore {
         failures: u32,
         cooldown: Duration,
     ) -> Result<Self, Error> {
-        let shown = urls.iter().map(|u| redacted(u)).collect::<Vec<_>>().join(", ");
+        let shown = urls
+            .iter()
+            .map(|u| redacted(u))
+            .collect::<Vec<_>>()
+            .join(", ");
         let invalid = |reason: String| Error::InvalidRedisUrl {
             url: shown.clone(),
             reason,
         };
         if urls.is_empty() {
-            return Err(invalid("a Redis Cluster needs at least one node URL".into()));
+            return Err(invalid(
+                "a Redis Cluster needs at least one node URL".into(),
+            ));
         }
         let mut infos = Vec::with_capacity(urls.len());
         for url in urls {
@@ -101,7 +105,7 @@ impl ClusterStore {
                     .map_err(|e| invalid(e.to_string()))?,
             );
         }
-        let (tls, certificates) = Tls::load(&infos[0], tls).map_err(|reason| invalid(reason))?;
+        let (tls, certificates) = Tls::load(&infos[0], tls).map_err(&invalid)?;
         let builder = ClusterClientBuilder::new(infos.clone());
         #[cfg(feature = "tls")]
         let builder = match certificates {
@@ -316,8 +320,13 @@ impl Inner {
             let mut conn = conn.clone();
             let count = list.len();
             let task = self.handle.spawn(async move {
-                conn.route_pipeline(pipe, 0, count, SingleNodeRoutingInfo::ByAddress { host, port })
-                    .await
+                conn.route_pipeline(
+                    pipe,
+                    0,
+                    count,
+                    SingleNodeRoutingInfo::ByAddress { host, port },
+                )
+                .await
             });
             sent.push((list, task));
         }
@@ -460,9 +469,9 @@ impl Inner {
                         unlink.arg(key);
                     }
                     let count = self
-                        .timed(|mut conn| async move {
-                            unlink.query_async::<Value>(&mut conn).await
-                        })
+                        .timed(
+                            |mut conn| async move { unlink.query_async::<Value>(&mut conn).await },
+                        )
                         .await?;
                     if let Value::Int(n) = count {
                         removed += n.max(0) as u64;
@@ -545,7 +554,8 @@ impl ClusterStore {
             }
             Op::Lock { key, token, lease } => {
                 let key = lock_key(key);
-                let taken = direct.request(&key, &Request::One(lock_cmd(&key, token, lease)), deadline)?;
+                let taken =
+                    direct.request(&key, &Request::One(lock_cmd(&key, token, lease)), deadline)?;
                 Ok(Reply::Locked(!matches!(taken, Value::Nil)))
             }
             Op::Unlock { key, token } => {
@@ -758,7 +768,9 @@ fn scan_pattern(prefix: &str) -> String {
 /// One slot of each master, from a `CLUSTER SLOTS` answer (a SCAN is routed by it).
 fn masters_of(slots: Value) -> redis::RedisResult<Vec<u16>> {
     let Value::Array(ranges) = slots else {
-        return Err(unexpected_reply(format!("CLUSTER SLOTS answered {slots:?}")));
+        return Err(unexpected_reply(format!(
+            "CLUSTER SLOTS answered {slots:?}"
+        )));
     };
     let mut masters: Vec<(Vec<u8>, u16)> = Vec::new();
     for range in ranges {
@@ -873,8 +885,20 @@ mod tests {
 
     #[test]
     fn slots_as_redis_computes_them() {
-        for key in ["foo", "123456789", "app:f:v0:7", "{page42}x", "a{}b", "", "{user1000}.following"] {
-            assert_eq!(Slot::new(super::slot_of(key.as_bytes())), Some(Slot::for_key(key)), "{key}");
+        for key in [
+            "foo",
+            "123456789",
+            "app:f:v0:7",
+            "{page42}x",
+            "a{}b",
+            "",
+            "{user1000}.following",
+        ] {
+            assert_eq!(
+                Slot::new(super::slot_of(key.as_bytes())),
+                Some(Slot::for_key(key)),
+                "{key}"
+            );
         }
         assert_eq!(super::slot_of(b"foo"), 12182);
     }

@@ -101,7 +101,12 @@ impl Direct {
     }
 
     /// Sends a single-key `request` to the master of `key`'s slot, following redirections.
-    pub(super) fn request(&self, key: &str, request: &Request, deadline: Instant) -> RedisResult<Value> {
+    pub(super) fn request(
+        &self,
+        key: &str,
+        request: &Request,
+        deadline: Instant,
+    ) -> RedisResult<Value> {
         let slot = slot_of(key.as_bytes());
         self.request_slot(slot, request, deadline)
     }
@@ -123,17 +128,18 @@ impl Direct {
                         }
                     }
                 }
-                self.exchange(&target, &Request::Many(pipe), deadline).map(|v| match v {
-                    // The ASKING reply first, then the request's.
-                    Value::Array(mut replies) if matches!(request, Request::One(_)) => {
-                        replies.pop().unwrap_or(Value::Nil)
-                    }
-                    Value::Array(mut replies) => {
-                        replies.remove(0);
-                        Value::Array(replies)
-                    }
-                    other => other,
-                })
+                self.exchange(&target, &Request::Many(pipe), deadline)
+                    .map(|v| match v {
+                        // The ASKING reply first, then the request's.
+                        Value::Array(mut replies) if matches!(request, Request::One(_)) => {
+                            replies.pop().unwrap_or(Value::Nil)
+                        }
+                        Value::Array(mut replies) => {
+                            replies.remove(0);
+                            Value::Array(replies)
+                        }
+                        other => other,
+                    })
             } else {
                 self.exchange(&target, request, deadline)
             };
@@ -221,7 +227,14 @@ impl Direct {
 
     /// The master of `slot`, reading the slot map first when it is stale or does not know.
     fn master(&self, slot: u16, deadline: Instant) -> RedisResult<Addr> {
-        if self.stale.load(Relaxed) || self.map.read().unwrap_or_else(|e| e.into_inner()).node(slot).is_none() {
+        if self.stale.load(Relaxed)
+            || self
+                .map
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .node(slot)
+                .is_none()
+        {
             self.refresh(deadline);
         }
         self.map
@@ -243,7 +256,14 @@ impl Direct {
         let Ok(_only_one) = self.refreshing.try_lock() else {
             return;
         };
-        if !self.stale.load(Relaxed) && self.map.read().unwrap_or_else(|e| e.into_inner()).nodes.len() > 0 {
+        if !self.stale.load(Relaxed)
+            && !self
+                .map
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .nodes
+                .is_empty()
+        {
             return;
         }
         let mut candidates: Vec<Addr> = self
@@ -322,9 +342,9 @@ impl Direct {
         }
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         self.plan(keys, |slot| {
-            map.node(slot).cloned().ok_or_else(|| {
-                RedisError::from((redis::ErrorKind::Client, "slot unknown"))
-            })
+            map.node(slot)
+                .cloned()
+                .ok_or_else(|| RedisError::from((redis::ErrorKind::Client, "slot unknown")))
         })
         .ok()
     }
@@ -474,9 +494,11 @@ fn parse_slots(slots: Value, from: &Addr) -> Option<SlotMap> {
         let Some(Value::Int(port)) = master.get(1) else {
             continue;
         };
-        let (Ok(start), Ok(end), Ok(port)) =
-            (u16::try_from(*start), u16::try_from(*end), u16::try_from(*port))
-        else {
+        let (Ok(start), Ok(end), Ok(port)) = (
+            u16::try_from(*start),
+            u16::try_from(*end),
+            u16::try_from(*port),
+        ) else {
             continue;
         };
         for slot in start..=end.min(SLOTS - 1) {

@@ -347,7 +347,11 @@ impl Connection {
     /// Reads the replies of a [`send`](Self::send), error replies included, by `deadline`.
     /// An `Err` means the connection is out of step or dead and must be dropped.
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    pub(crate) fn receive(&mut self, commands: usize, deadline: Instant) -> RedisResult<Vec<Value>> {
+    pub(crate) fn receive(
+        &mut self,
+        commands: usize,
+        deadline: Instant,
+    ) -> RedisResult<Vec<Value>> {
         self.io.deadline = deadline;
         let mut replies = Vec::with_capacity(commands);
         for _ in 0..commands {
