@@ -37,9 +37,9 @@ pub struct Config {
     tls: TlsFiles,
 }
 
-/// A shared store for [`Config::store`] and [`Config::named`]: Redis ([`Store::redis`],
-/// feature `redis`, on by default) or a SQLite file on this machine ([`Store::disk`], feature
-/// `disk`).
+/// A shared store for [`Config::store`] and [`Config::named`]: Redis (`Store::redis`,
+/// feature `redis`, on by default), a Redis Cluster (`Store::redis_cluster`, feature
+/// `cluster`, on by default) or a SQLite file on this machine (`Store::disk`, feature `disk`).
 #[derive(Clone)]
 pub struct Store {
     kind: StoreKind,
