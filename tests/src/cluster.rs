@@ -69,9 +69,10 @@ impl RedisCluster {
             std::process::id(),
             unique()
         ));
+        let ports = free_ports(12);
         let mut nodes = Vec::new();
         for i in 0..6 {
-            let (port, bus) = free_ports();
+            let (port, bus) = (ports[2 * i], ports[2 * i + 1]);
             let dir = root.join(format!("node{i}"));
             std::fs::create_dir_all(&dir).expect("a node directory");
             nodes.push(Node {
@@ -83,7 +84,15 @@ impl RedisCluster {
         }
         let mut cluster = RedisCluster { nodes, root };
         for i in 0..cluster.nodes.len() {
-            cluster.spawn(i);
+            // A port taken by another process since it was found free: try others.
+            let mut attempts = 0;
+            while !cluster.spawn(i) {
+                attempts += 1;
+                assert!(attempts < 5, "no free ports for a cluster node");
+                let fresh = free_ports(2);
+                cluster.nodes[i].port = fresh[0];
+                cluster.nodes[i].bus = fresh[1];
+            }
         }
         let mut create = Command::new(redis_cli());
         create.args(["--cluster", "create"]);
@@ -105,7 +114,9 @@ impl RedisCluster {
         cluster
     }
 
-    fn spawn(&mut self, i: usize) {
+    /// Starts node `i` and waits until it answers; `false` when it exited at once (its port
+    /// was taken).
+    fn spawn(&mut self, i: usize) -> bool {
         let node = &mut self.nodes[i];
         let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let child = Command::new(&binary)
@@ -125,12 +136,18 @@ impl RedisCluster {
         let port = node.port;
         let started = Instant::now();
         while try_connection(port).is_none() {
+            let child = node.child.as_mut().expect("just started");
+            if child.try_wait().ok().flatten().is_some() {
+                node.child = None;
+                return false;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "cluster node on port {port} did not answer within 10 s"
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+        true
     }
 
     /// Every node's URL (`redis://127.0.0.1:{port}/`), for `Config::redis_cluster`.
@@ -292,7 +309,10 @@ impl RedisCluster {
     pub fn restart(&mut self, port: u16) {
         self.kill(port);
         let i = self.index(port);
-        self.spawn(i);
+        assert!(
+            self.spawn(i),
+            "the node on port {port} could not start again"
+        );
     }
 
     /// Stops the node on `port` (SIGSTOP): its sockets stay open and nothing answers.
@@ -529,16 +549,15 @@ fn missing(binary: &str, e: std::io::Error) -> String {
     )
 }
 
-/// A client port and a cluster bus port, both free now.
-fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-    let ports = (
-        a.local_addr().expect("port").port(),
-        b.local_addr().expect("port").port(),
-    );
-    drop((a, b));
-    ports
+/// `count` different ports, all free now (held together while they are picked).
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("port").port())
+        .collect()
 }
 
 fn unique() -> u64 {

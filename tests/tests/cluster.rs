@@ -523,12 +523,61 @@ fn resharded(n: u64) -> String {
     format!("resharded {n}")
 }
 
+#[cached(ttl = 60, name = "cluster::resharded_async")]
+async fn resharded_async(n: u64) -> String {
+    RESHARD_RUNS.fetch_add(1, SeqCst);
+    format!("resharded async {n}")
+}
+
+/// Calls, sync preloads and async preloads over 2 000 keys, round after round until `done`.
+fn reshard_caller(kind: u64, done: Arc<AtomicBool>) -> u32 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut rounds = 0u32;
+    while !done.load(SeqCst) || rounds == 0 {
+        for page in (0..2000).step_by(50) {
+            let args = page..page + 50;
+            match kind {
+                0 => {
+                    for n in args {
+                        assert_eq!(resharded(n), format!("resharded {n}"));
+                    }
+                }
+                1 => preload(args.clone().map(resharded::key), || {
+                    for n in args {
+                        assert_eq!(resharded(n), format!("resharded {n}"));
+                    }
+                }),
+                _ => runtime.block_on(cache_runtime::preload_async(
+                    args.clone().map(resharded_async::key),
+                    async {
+                        for n in args {
+                            assert_eq!(resharded_async(n).await, format!("resharded async {n}"));
+                        }
+                    },
+                )),
+            }
+        }
+        resharded::clear_local();
+        resharded_async::clear_local();
+        rounds += 1;
+    }
+    rounds
+}
+
 #[test]
 fn calls_during_a_resharding_get_correct_values() {
     let _serial = serial();
     let cluster = with_cluster("cl-reshard", Duration::from_millis(500));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     for n in 0..2000 {
         resharded(n);
+        runtime.block_on(resharded_async(n));
     }
     let computed = RESHARD_RUNS.load(SeqCst);
     let masters = cluster.masters();
@@ -542,20 +591,10 @@ fn calls_during_a_resharding_get_correct_values() {
     cluster.reset_stats();
     let mut reshard = cluster.reshard(from, to, 600);
     let done = Arc::new(AtomicBool::new(false));
-    let callers: Vec<_> = (0..2)
-        .map(|t| {
+    let callers: Vec<_> = (0..3)
+        .map(|kind| {
             let done = done.clone();
-            std::thread::spawn(move || {
-                let mut rounds = 0u32;
-                while !done.load(SeqCst) || rounds == 0 {
-                    for n in (t..2000).step_by(2) {
-                        assert_eq!(resharded(n), format!("resharded {n}"));
-                    }
-                    resharded::clear_local();
-                    rounds += 1;
-                }
-                rounds
-            })
+            std::thread::spawn(move || reshard_caller(kind, done))
         })
         .collect();
     let status = reshard.wait().expect("redis-cli --cluster reshard");
@@ -565,7 +604,7 @@ fn calls_during_a_resharding_get_correct_values() {
         .map(|c| c.join().expect("a caller"))
         .sum();
     assert!(status.success(), "the resharding failed");
-    assert!(rounds >= 2);
+    assert!(rounds >= 3);
     let moved_after: usize = cluster
         .nodes()
         .iter()
@@ -575,6 +614,7 @@ fn calls_during_a_resharding_get_correct_values() {
     assert_eq!(moved_after, moved_before + 600, "slots moved");
     let (moved, ask) = (cluster.errors("MOVED"), cluster.errors("ASK"));
     eprintln!("{rounds} rounds of 2000 calls; the nodes answered MOVED {moved}, ASK {ask} times");
+    assert_eq!(resharded_async::stats().l2_errors, 0);
     assert!(moved + ask > 0, "calls ran while slots moved");
     // `MOVED` and `ASK` were followed: no call failed over to computing, none missed.
     assert_eq!(resharded::stats().l2_errors, 0);
