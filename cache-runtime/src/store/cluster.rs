@@ -1,31 +1,35 @@
-//! L2 over a Redis Cluster: redis-rs' cluster client (slot routing, `MOVED` / `ASK`
-//! redirections, topology refreshes after a failover), behind the same timeouts, per-call
-//! [`Budget`] and circuit breaker as the single-Redis store.
+//! L2 over a Redis Cluster, behind the same timeouts, per-call [`Budget`] and circuit breaker
+//! as the single-Redis store (one breaker for the whole cluster).
 //!
-//! # One connection, on a runtime of its own
+//! # Two ways to the nodes
 //!
-//! The store keeps one async cluster connection, created on a small runtime the store owns
-//! (one worker thread, named `cache-cluster`): its driver task and its per-node connections
-//! live there, not on a caller's runtime that may be gone by the next call (each
-//! `#[tokio::test]` has its own). Async callers send their requests through it from their own
-//! task; sync callers hand the request to the store's runtime and wait for the answer on a
-//! channel, **never past the operation's deadline** (one [`Config::timeout`] after it starts,
-//! earlier when the call has spent its budget): a frozen node holds a sync call for at most
-//! one timeout per request, two per call, exactly as a single Redis does. Whatever redis-rs
-//! would still retry (redirections, reconnections) is cut at that deadline too.
+//! - **Sync callers** ([`direct`]) use the single-Redis store's blocking connections, whose
+//!   every step ends by the operation's deadline, one small pool per node, and a slot map of
+//!   their own (`CLUSTER SLOTS`, read again after a `MOVED` or a failure). No thread is
+//!   crossed; a frozen node holds a request for one [`Config::timeout`] at most, a call for
+//!   two, exactly as a single Redis does.
+//! - **Async callers** use redis-rs' cluster client (slot routing, `MOVED` / `ASK`,
+//!   reconnections, topology refreshes), each request cut at its deadline by
+//!   `tokio::time::timeout_at`. Its one connection is created on a small runtime the store owns
+//!   (one worker thread, `cache-cluster`): the connection's driver task and its per-node
+//!   connections live there, not on a caller's runtime that may be gone by the next call (each
+//!   `#[tokio::test]` has its own). redis-rs' own response timeout (two timeouts) is only a
+//!   backstop for requests nobody waits for any more.
 //!
 //! # Where keys go
 //!
 //! - `GET`, `SET`, `DEL` go to the master of the key's slot.
-//! - [`Op::GetMany`] (preload) sends `MGET`s of at most [`MGET_BATCH`] keys; redis-rs splits
-//!   each into one `MGET` per slot, sent to every master at once on its multiplexed
-//!   connections (so a node's `MGET`s go out together, pipelined) and puts the answers back in
-//!   the keys' order. Keys that share a hash tag (`{page42}`) share a slot: a page whose keys
-//!   all carry its tag costs one `MGET` on one node.
+//! - [`Op::GetMany`] (preload) groups the keys by slot (`MGET`s of at most [`MGET_BATCH`]
+//!   keys, as `MGET` cannot span slots) and the slots by master, and sends each master one
+//!   pipeline, every master at once; the answers come back in the keys' order. Async
+//!   preloads group by the sync side's slot map when it is fresh, and otherwise (or when a
+//!   slot moved) let redis-rs split the `MGET`s and follow redirections. Keys that share a
+//!   hash tag (`{page42}`) share a slot: a page whose keys all carry its tag costs one `MGET`
+//!   on one node.
 //! - The lock of a key lives on **the key's slot** (see [`lock_key`]), so a lock and the value
 //!   it guards are on the same master and fail over together.
 //! - [`Op::DeletePrefix`] (`clear`) runs `SCAN` on every master, and `UNLINK`s what each round
-//!   found, split per slot.
+//!   found, split per slot (on the store's runtime, each round with a deadline of its own).
 //!
 //! [`Config::timeout`]: crate::Config::timeout
 
@@ -494,7 +498,7 @@ impl Inner {
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let (started, deadline) = self.admit(&Budget::default())?;
+        let (_, deadline) = self.admit(&Budget::default())?;
         let work = async {
             let conn = self.connection().await?;
             request(conn).await
@@ -503,7 +507,6 @@ impl Inner {
             Ok(result) => result,
             Err(_) => Err(out_of_time()),
         };
-        let _ = started;
         self.judge(result)
     }
 
