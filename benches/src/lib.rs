@@ -2,6 +2,8 @@
 //! written to it the way `cache_runtime` stores them (so that an L1 is cold by construction),
 //! and the `cached` crate's Redis store as a contender.
 
+pub mod cluster;
+
 use std::net::TcpListener;
 use std::ops::Range;
 use std::process::{Child, Command, Stdio};

@@ -9,6 +9,8 @@ use std::time::Duration;
 #[cfg(feature = "redis")]
 use crate::error::redacted;
 pub use crate::error::Error;
+#[cfg(feature = "cluster")]
+use crate::store::cluster::ClusterStore;
 #[cfg(feature = "disk")]
 use crate::store::disk::DiskStore;
 #[cfg(feature = "redis")]
@@ -38,9 +40,9 @@ pub struct Config {
     tls: TlsFiles,
 }
 
-/// A shared store for [`Config::store`] and [`Config::named`]: Redis ([`Store::redis`],
-/// feature `redis`, on by default) or a SQLite file on this machine ([`Store::disk`], feature
-/// `disk`).
+/// A shared store for [`Config::store`] and [`Config::named`]: Redis (`Store::redis`,
+/// feature `redis`, on by default), a Redis Cluster (`Store::redis_cluster`, feature
+/// `cluster`, on by default) or a SQLite file on this machine (`Store::disk`, feature `disk`).
 #[derive(Clone)]
 pub struct Store {
     kind: StoreKind,
@@ -50,6 +52,8 @@ pub struct Store {
 enum StoreKind {
     #[cfg(feature = "redis")]
     Redis { url: String },
+    #[cfg(feature = "cluster")]
+    Cluster { urls: Vec<String> },
     #[cfg(feature = "disk")]
     Disk { dir: PathBuf, max_bytes: u64 },
 }
@@ -61,6 +65,32 @@ impl Store {
     pub fn redis(url: impl Into<String>) -> Self {
         Store {
             kind: StoreKind::Redis { url: url.into() },
+        }
+    }
+
+    /// The Redis Cluster that these nodes belong to (`redis://host:port/` each; one that
+    /// answers is enough, the others are found through it). Values go to the master of their
+    /// key's slot; a preload sends one `MGET` per slot, to every master at once, so a page
+    /// whose keys share a hash tag (`{page42}` in the key) costs one `MGET` on one node. See
+    /// the README's "Redis Cluster" section.
+    ///
+    /// ```no_run
+    /// use cache_runtime::{Config, Store};
+    /// Config::new()
+    ///     .store(Store::redis_cluster(["redis://127.0.0.1:7000/", "redis://127.0.0.1:7001/"]))
+    ///     .install()?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn redis_cluster<I>(urls: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        Store {
+            kind: StoreKind::Cluster {
+                urls: urls.into_iter().map(Into::into).collect(),
+            },
         }
     }
 
@@ -105,6 +135,14 @@ impl Store {
                 config.breaker_failures,
                 config.breaker_cooldown,
             )?)),
+            #[cfg(feature = "cluster")]
+            StoreKind::Cluster { urls } => Ok(Arc::new(ClusterStore::open(
+                urls,
+                &config.tls,
+                config.timeout,
+                config.breaker_failures,
+                config.breaker_cooldown,
+            )?)),
             #[cfg(feature = "disk")]
             StoreKind::Disk { dir, max_bytes } => {
                 let store = DiskStore::new(dir, *max_bytes, config.timeout.max(DISK_BUSY_WAIT));
@@ -134,6 +172,11 @@ impl fmt::Debug for Store {
         match &self.kind {
             #[cfg(feature = "redis")]
             StoreKind::Redis { url } => write!(f, "Store::redis({:?})", redacted(url)),
+            #[cfg(feature = "cluster")]
+            StoreKind::Cluster { urls } => {
+                let urls: Vec<String> = urls.iter().map(|url| redacted(url)).collect();
+                write!(f, "Store::redis_cluster({urls:?})")
+            }
             #[cfg(feature = "disk")]
             StoreKind::Disk { dir, max_bytes } => f
                 .debug_struct("Store::disk")
@@ -203,6 +246,24 @@ impl Config {
     #[cfg(feature = "redis")]
     pub fn redis(self, url: impl Into<String>) -> Self {
         self.store(Store::redis(url))
+    }
+
+    /// Use the Redis Cluster these nodes belong to as the shared layer: short for
+    /// `.store(Store::redis_cluster(urls))` (see [`Store::redis_cluster`]).
+    ///
+    /// ```no_run
+    /// cache_runtime::Config::new()
+    ///     .redis_cluster(["redis://127.0.0.1:7000/", "redis://127.0.0.1:7001/"])
+    ///     .install()?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn redis_cluster<I>(self, urls: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.store(Store::redis_cluster(urls))
     }
 
     /// Keep shared values in a SQLite file in `dir`, shared by the processes of this machine:

@@ -1,5 +1,6 @@
 //! The layers values are kept in: [`local`] (L1, in-process) and the shared stores behind one
-//! trait, [`SharedStore`]: [`redis`] (feature `redis`) and [`disk`] (feature `disk`).
+//! trait, [`SharedStore`]: [`redis`] (feature `redis`), [`cluster`] (feature `cluster`) and
+//! [`disk`] (feature `disk`).
 //!
 //! The read path (`layered`, `scope`, `lock`) speaks only [`Op`]s and [`Reply`]s; each store
 //! turns them into its own requests (Redis commands, SQL statements). A store knows nothing
@@ -16,6 +17,9 @@ pub(crate) mod local;
 
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+
+#[cfg(feature = "cluster")]
+pub(crate) mod cluster;
 
 #[cfg(feature = "disk")]
 pub(crate) mod disk;

@@ -11,6 +11,7 @@
 //! persistence, and killed when the handle drops. [`RedisServer::kill`] and
 //! [`RedisServer::restart`] (same port) let fault tests take it away and bring it back.
 
+pub mod cluster;
 pub mod disk;
 pub mod hostile;
 pub mod info;

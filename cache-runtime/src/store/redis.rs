@@ -9,7 +9,7 @@
 //! Every operation ends by a deadline: one timeout after it starts, or earlier when the call
 //! it is part of has spent its [`Budget`] (two timeouts) on Redis already.
 
-mod blocking;
+pub(crate) mod blocking;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ const IDLE_CONNECTIONS: usize = 16;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "tls")]
-use tls::Tls;
+pub(crate) use tls::Tls;
 
 /// Without the `tls` feature: no TLS settings (redis-rs refuses `rediss://` URLs).
 #[cfg(not(feature = "tls"))]
@@ -48,7 +48,7 @@ pub(crate) struct Tls;
 
 #[cfg(not(feature = "tls"))]
 impl Tls {
-    fn load(
+    pub(crate) fn load(
         _: &ConnectionInfo,
         _: &TlsFiles,
     ) -> Result<(Tls, Option<std::convert::Infallible>), String> {

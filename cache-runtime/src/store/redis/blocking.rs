@@ -322,6 +322,44 @@ impl Connection {
         })
     }
 
+    /// Writes `request` without reading its reply (see [`receive`](Self::receive)): requests
+    /// to several servers can be in flight at once. Returns how many replies to read.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn send(&mut self, request: &Request, deadline: Instant) -> RedisResult<usize> {
+        self.io.deadline = deadline;
+        self.out.clear();
+        let commands = match request {
+            Request::One(cmd) => {
+                cmd.write_packed_command(&mut self.out);
+                1
+            }
+            Request::Many(pipe) => {
+                for cmd in pipe.cmd_iter() {
+                    cmd.write_packed_command(&mut self.out);
+                }
+                pipe.len()
+            }
+        };
+        self.io.write_all(&self.out)?;
+        Ok(commands)
+    }
+
+    /// Reads the replies of a [`send`](Self::send), error replies included, by `deadline`.
+    /// An `Err` means the connection is out of step or dead and must be dropped.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn receive(
+        &mut self,
+        commands: usize,
+        deadline: Instant,
+    ) -> RedisResult<Vec<Value>> {
+        self.io.deadline = deadline;
+        let mut replies = Vec::with_capacity(commands);
+        for _ in 0..commands {
+            replies.push(self.parser.parse_value(&mut self.io)?);
+        }
+        Ok(replies)
+    }
+
     /// Writes the request and reads one reply per command.
     fn exchange(&mut self, request: &Request, deadline: Instant) -> RedisResult<Vec<Value>> {
         self.io.deadline = deadline;
