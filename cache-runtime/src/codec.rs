@@ -241,6 +241,8 @@ pub(crate) mod fixtures {
 }
 
 #[cfg(test)]
+/// The envelope and bincode's bounded reading (the default codec; with the `postcard` feature
+/// values are read by postcard's own decoder, which these bounds do not cover).
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -254,26 +256,26 @@ mod tests {
 
     #[test]
     fn round_trips_with_its_header() {
-        let bytes = encode::<_, DefaultCodec>(&("note".to_string(), 7u64), header()).unwrap();
-        let (value, h) = decode::<(String, u64), DefaultCodec>(&bytes).unwrap();
+        let bytes = encode::<_, Bincode>(&("note".to_string(), 7u64), header()).unwrap();
+        let (value, h) = decode::<(String, u64), Bincode>(&bytes).unwrap();
         assert_eq!(value, ("note".to_string(), 7));
         assert_eq!(h, header());
     }
 
     #[test]
     fn another_type_is_rejected() {
-        let bytes = encode::<_, DefaultCodec>(&7u64, header()).unwrap();
-        assert!(decode::<u32, DefaultCodec>(&bytes).is_err());
-        assert!(decode::<i64, DefaultCodec>(&bytes).is_err());
+        let bytes = encode::<_, Bincode>(&7u64, header()).unwrap();
+        assert!(decode::<u32, Bincode>(&bytes).is_err());
+        assert!(decode::<i64, Bincode>(&bytes).is_err());
     }
 
     #[test]
     fn truncated_or_padded_payloads_are_rejected() {
-        let bytes = encode::<_, DefaultCodec>(&"hello".to_string(), header()).unwrap();
-        assert!(decode::<String, DefaultCodec>(&bytes[..bytes.len() - 1]).is_err());
+        let bytes = encode::<_, Bincode>(&"hello".to_string(), header()).unwrap();
+        assert!(decode::<String, Bincode>(&bytes[..bytes.len() - 1]).is_err());
         let mut padded = bytes.clone();
         padded.push(0);
-        assert!(decode::<String, DefaultCodec>(&padded).is_err());
+        assert!(decode::<String, Bincode>(&padded).is_err());
     }
 
     use fixtures::{chain, Tree};
@@ -285,11 +287,11 @@ mod tests {
             .collect();
         let mut flips = 0;
         for value in &values {
-            let bytes = encode::<_, DefaultCodec>(value, header()).unwrap();
+            let bytes = encode::<_, Bincode>(value, header()).unwrap();
             for bit in 0..bytes.len() * 8 {
                 let mut flipped = bytes.clone();
                 flipped[bit / 8] ^= 1 << (bit % 8);
-                let decoded = decode::<(String, Vec<u64>), DefaultCodec>(&flipped);
+                let decoded = decode::<(String, Vec<u64>), Bincode>(&flipped);
                 assert!(decoded.is_err(), "bit {bit} of {value:?}: {decoded:?}");
                 flips += 1;
             }
@@ -299,9 +301,9 @@ mod tests {
 
     #[test]
     fn entries_of_the_first_format_are_misses() {
-        let mut bytes = encode::<_, DefaultCodec>(&7u64, header()).unwrap();
+        let mut bytes = encode::<_, Bincode>(&7u64, header()).unwrap();
         bytes[0] = 1;
-        let error = decode::<u64, DefaultCodec>(&bytes).unwrap_err();
+        let error = decode::<u64, Bincode>(&bytes).unwrap_err();
         assert!(error.to_string().contains("format version 1"), "{error}");
     }
 
@@ -317,15 +319,15 @@ mod tests {
     #[test]
     fn a_value_too_deep_to_read_back_is_refused_at_write() {
         let deepest = chain(wire::MAX_DEPTH / 2);
-        let bytes = encode::<_, DefaultCodec>(&deepest, header()).unwrap();
+        let bytes = encode::<_, Bincode>(&deepest, header()).unwrap();
         let back = std::thread::Builder::new()
             .stack_size(256 * 1024)
-            .spawn(move || decode::<Tree, DefaultCodec>(&bytes).unwrap().0)
+            .spawn(move || decode::<Tree, Bincode>(&bytes).unwrap().0)
             .unwrap()
             .join()
             .unwrap();
         assert_eq!(back, deepest);
-        let error = encode::<_, DefaultCodec>(&chain(wire::MAX_DEPTH / 2 + 1), header());
+        let error = encode::<_, Bincode>(&chain(wire::MAX_DEPTH / 2 + 1), header());
         assert!(error.unwrap_err().contains("deeper than"));
     }
 
@@ -335,23 +337,23 @@ mod tests {
             v in proptest::collection::vec(".{0,30}", 0..20),
             cut in any::<prop::sample::Index>(),
         ) {
-            let bytes = encode::<_, DefaultCodec>(&v, header()).unwrap();
+            let bytes = encode::<_, Bincode>(&v, header()).unwrap();
             let cut = cut.index(bytes.len());
-            prop_assert!(decode::<Vec<String>, DefaultCodec>(&bytes[..cut]).is_err());
+            prop_assert!(decode::<Vec<String>, Bincode>(&bytes[..cut]).is_err());
         }
 
         #[test]
         fn large_payloads_round_trip(v in proptest::collection::vec(any::<u8>(), 0..200_000)) {
-            let bytes = encode::<_, DefaultCodec>(&v, header()).unwrap();
-            prop_assert_eq!(decode::<Vec<u8>, DefaultCodec>(&bytes).unwrap().0, v);
+            let bytes = encode::<_, Bincode>(&v, header()).unwrap();
+            prop_assert_eq!(decode::<Vec<u8>, Bincode>(&bytes).unwrap().0, v);
         }
 
         #[test]
         fn nested_values_round_trip(v in proptest::collection::vec(
             proptest::collection::vec(proptest::option::of(".{0,5}"), 0..5), 0..10)
         ) {
-            let bytes = encode::<_, DefaultCodec>(&v, header()).unwrap();
-            let (back, _) = decode::<Vec<Vec<Option<String>>>, DefaultCodec>(&bytes).unwrap();
+            let bytes = encode::<_, Bincode>(&v, header()).unwrap();
+            let (back, _) = decode::<Vec<Vec<Option<String>>>, Bincode>(&bytes).unwrap();
             prop_assert_eq!(back, v);
         }
 
@@ -359,36 +361,36 @@ mod tests {
         fn large_arbitrary_payloads_under_a_valid_header_never_panic(
             payload in proptest::collection::vec(any::<u8>(), 0..65536)
         ) {
-            let mut bytes = encode::<_, DefaultCodec>(&Vec::<String>::new(), header()).unwrap();
+            let mut bytes = encode::<_, Bincode>(&Vec::<String>::new(), header()).unwrap();
             bytes.truncate(HEADER_LEN);
             bytes.extend_from_slice(&payload);
             reseal(&mut bytes);
-            let _ = decode::<Vec<String>, DefaultCodec>(&bytes);
-            let _ = decode::<Vec<Tree>, DefaultCodec>(&bytes);
+            let _ = decode::<Vec<String>, Bincode>(&bytes);
+            let _ = decode::<Vec<Tree>, Bincode>(&bytes);
         }
     }
 
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = decode::<(String, Vec<u64>, Option<i32>), DefaultCodec>(&bytes);
-            let _ = decode::<String, DefaultCodec>(&bytes);
+            let _ = decode::<(String, Vec<u64>, Option<i32>), Bincode>(&bytes);
+            let _ = decode::<String, Bincode>(&bytes);
         }
 
         #[test]
         fn a_valid_header_with_arbitrary_payload_never_panics(
             payload in proptest::collection::vec(any::<u8>(), 0..200)
         ) {
-            let mut bytes = encode::<_, DefaultCodec>(&Vec::<String>::new(), header()).unwrap();
+            let mut bytes = encode::<_, Bincode>(&Vec::<String>::new(), header()).unwrap();
             bytes.truncate(HEADER_LEN);
             bytes.extend_from_slice(&payload);
-            let _ = decode::<Vec<String>, DefaultCodec>(&bytes);
+            let _ = decode::<Vec<String>, Bincode>(&bytes);
         }
 
         #[test]
         fn values_round_trip(v in proptest::collection::vec(".*", 0..8), n in any::<i64>()) {
-            let bytes = encode::<_, DefaultCodec>(&(v.clone(), n), header()).unwrap();
-            let (back, _) = decode::<(Vec<String>, i64), DefaultCodec>(&bytes).unwrap();
+            let bytes = encode::<_, Bincode>(&(v.clone(), n), header()).unwrap();
+            let (back, _) = decode::<(Vec<String>, i64), Bincode>(&bytes).unwrap();
             prop_assert_eq!(back, (v, n));
         }
     }
