@@ -36,6 +36,9 @@ use crate::stats::{Counters, Stats};
 use crate::store::local::{Entry, LocalStore};
 use crate::store::{Budget, Op, Reply, SharedStore};
 
+mod batch;
+pub use batch::BatchOutcome;
+
 /// How a function's values go to and from bytes (absent for `local` functions, which need no
 /// serde bounds).
 pub struct RemoteCodec<V> {
