@@ -1,12 +1,16 @@
 //! `#[cached(..)]` arguments, parsed into a typed struct, then checked against the function.
 
+mod batch;
+
+pub(crate) use batch::BatchShape;
+
 use syn::meta::ParseNestedMeta;
 use syn::{Expr, ExprLit, FnArg, Lit, LitStr, Pat, Path, Signature, Token};
 
 /// Every argument, as the error messages list them.
-pub(crate) const VALID: &str = "`ttl`, `key`, `name`, `version`, `capacity`, `local`, `lock`, \
-                                 `lock_timeout`, `jitter`, `refresh`, `beta`, `stale`, `store`, \
-                                 `crate`";
+pub(crate) const VALID: &str = "`ttl`, `key`, `name`, `version`, `capacity`, `local`, `batch`, \
+                                 `lock`, `lock_timeout`, `jitter`, `refresh`, `beta`, `stale`, \
+                                 `store`, `crate`";
 
 /// A length of time: `60` (seconds) or a `Duration` expression.
 pub(crate) enum Ttl {
@@ -23,6 +27,9 @@ pub(crate) struct CachedArgs {
     pub(crate) version: Option<u32>,
     pub(crate) capacity: Option<u64>,
     pub(crate) local: bool,
+    /// `batch`: the function takes a slice of ids and returns a map; each element is cached
+    /// on its own (see `batch`).
+    pub(crate) batch: Option<Path>,
     pub(crate) lock: Option<Path>,
     pub(crate) lock_timeout: Option<(Ttl, Path)>,
     pub(crate) jitter: Option<f64>,
@@ -112,8 +119,8 @@ impl CachedArgs {
             return skip_value(meta);
         };
         let fresh = match name.as_str() {
-            "ttl" | "key" | "name" | "version" | "capacity" | "local" | "lock" | "lock_timeout"
-            | "jitter" | "refresh" | "beta" | "stale" | "store" | "crate" => {
+            "ttl" | "key" | "name" | "version" | "capacity" | "local" | "batch" | "lock"
+            | "lock_timeout" | "jitter" | "refresh" | "beta" | "stale" | "store" | "crate" => {
                 seen.first(&name, path, errors)
             }
             _ => {
@@ -124,7 +131,7 @@ impl CachedArgs {
                 return skip_value(meta);
             }
         };
-        if name == "local" || name == "lock" {
+        if name == "local" || name == "lock" || name == "batch" {
             if meta.input.peek(Token![=]) {
                 errors.at(
                     path,
@@ -134,6 +141,7 @@ impl CachedArgs {
             }
             match name.as_str() {
                 "local" => self.local = true,
+                "batch" => self.batch = Some(path.clone()),
                 _ => self.lock = Some(path.clone()),
             }
             return Ok(());
@@ -436,6 +444,8 @@ pub(crate) struct FnShape {
     /// The function itself cannot be cached as written (not just one argument): only the
     /// user's item and the errors are emitted, since an expansion would add errors of its own.
     pub(crate) broken: bool,
+    /// The shape of a `batch` function (`None` without `batch`).
+    pub(crate) batch: Option<BatchShape>,
 }
 
 /// Errors about the function's shape, which stop the expansion.
@@ -467,6 +477,11 @@ pub(crate) fn validate(sig: &Signature, args: &mut CachedArgs, errors: &mut Erro
     for param in &sig.generics.params {
         match param {
             syn::GenericParam::Lifetime(_) => {}
+            syn::GenericParam::Type(_) if args.batch.is_some() => shape.at(
+                param,
+                "a `batch` function cannot be generic: its cache holds one element type; \
+                 take a slice of a concrete type, e.g. `fn users(ids: &[u64]) -> HashMap<u64, User>`",
+            ),
             syn::GenericParam::Type(ty) if args.key.is_some() => type_params.push(ty.ident.clone()),
             syn::GenericParam::Type(_) => shape.at(
                 param,
@@ -488,7 +503,13 @@ pub(crate) fn validate(sig: &Signature, args: &mut CachedArgs, errors: &mut Erro
         FnArg::Receiver(r) => Some(r),
         FnArg::Typed(_) => None,
     });
-    if let (Some(receiver), None) = (receiver, &args.key) {
+    if let (Some(receiver), Some(_)) = (receiver, &args.batch) {
+        shape.at(
+            receiver,
+            "a `batch` function cannot take `self`: each element is keyed by its id alone; \
+             make it a free function, e.g. `fn users(ids: &[u64]) -> HashMap<u64, User>`",
+        );
+    } else if let (Some(receiver), None) = (receiver, &args.key) {
         shape.at(
             receiver,
             "`#[cached]` on a method needs `key = ...`: the cache cannot tell calls on different \
@@ -505,11 +526,13 @@ pub(crate) fn validate(sig: &Signature, args: &mut CachedArgs, errors: &mut Erro
                  mutate outside the cached function",
             );
         } else if args.key.is_none() && !matches!(&*typed.pat, Pat::Ident(_)) {
-            shape.at(
-                &typed.pat,
+            let message = if args.batch.is_some() {
+                "a `batch` function names its slice of ids: write `ids: &[u64]`"
+            } else {
                 "`#[cached]` builds the key from named parameters; give this one a name or \
-                 choose the key with `key = ...`",
-            );
+                 choose the key with `key = ...`"
+            };
+            shape.at(&typed.pat, message);
         }
     }
     let mut force_local = false;
@@ -555,11 +578,24 @@ pub(crate) fn validate(sig: &Signature, args: &mut CachedArgs, errors: &mut Erro
         }
     }
     let in_impl = receiver.is_some() || mentions_self(&quote::quote!(#sig));
+    let mut batch = None;
+    if args.batch.is_some() && !shape.broken {
+        if in_impl {
+            shape.at(
+                &sig.inputs,
+                "a `batch` function cannot name `Self`: write the types out",
+            );
+        } else {
+            batch = batch::shape(sig, shape.errors);
+            shape.broken |= batch.is_none();
+        }
+    }
     FnShape {
         in_impl,
         type_params,
         force_local,
         broken: shape.broken,
+        batch,
     }
 }
 
@@ -578,6 +614,32 @@ fn cross_argument_rules(sig: &Signature, args: &mut CachedArgs, errors: &mut Err
         if args.stale.take().is_some() {
             errors.at(sig.ident.clone(), message("stale"));
         }
+    }
+    if args.batch.is_some() {
+        if let Some(key) = args.key.take() {
+            errors.at(
+                &key,
+                "`batch` keys each element by its id (`f::key_for(&id)`): remove `key = ...`",
+            );
+        }
+        let unsupported = [
+            ("lock", args.lock.take()),
+            ("stale", args.stale.take().map(|(_, at)| at)),
+            ("refresh", args.refresh_early.take()),
+        ];
+        for (name, given) in unsupported {
+            if let Some(at) = given {
+                errors.at(
+                    at,
+                    format!(
+                        "`batch` does not support `{name}` yet; `batch` goes with `ttl`, \
+                         `name`, `version`, `capacity`, `local`, `jitter`, `store` and `crate`"
+                    ),
+                );
+            }
+        }
+        args.lock_timeout = None;
+        args.beta = None;
     }
     if let (Some(lock), true) = (&args.lock, args.local) {
         errors.at(

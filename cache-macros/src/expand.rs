@@ -26,6 +26,8 @@ use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type};
 
 use crate::attr::{self, CachedArgs, Ttl};
 
+mod batch;
+
 /// Lease of the fleet-wide lock when `lock` is given without `lock_timeout`: long enough for
 /// most bodies; a crashed owner delays the others by at most this much.
 const DEFAULT_LOCK_SECS: u64 = 10;
@@ -67,7 +69,10 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
         ReturnType::Type(_, ty) => (**ty).clone(),
         ReturnType::Default => unreachable!("validate rejects functions returning ()"),
     };
-    let (mode, value) = analyze(&output);
+    let (mode, mut value) = analyze(&output);
+    if let Some(batch) = &shape.batch {
+        value = batch.value.clone();
+    }
     let rt = args
         .krate
         .clone()
@@ -82,7 +87,9 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
         value,
         mode,
     };
-    let expanded = if shape.in_impl {
+    let expanded = if shape.batch.is_some() {
+        gen.batch()
+    } else if shape.in_impl {
         gen.method()
     } else {
         gen.free()
