@@ -68,7 +68,9 @@ static PROFILE_ASKED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 fn profiles(ids: &[u64]) -> HashMap<u64, String> {
     PROFILE_RUNS.fetch_add(1, SeqCst);
     PROFILE_ASKED.lock().unwrap().extend_from_slice(ids);
-    ids.iter().map(|&id| (id, format!("profile {id}"))).collect()
+    ids.iter()
+        .map(|&id| (id, format!("profile {id}")))
+        .collect()
 }
 
 #[cached(ttl = 60, name = "batch::profiles")]
@@ -94,7 +96,10 @@ fn forty_missing_ids_run_the_body_once_with_exactly_those_and_one_pipeline_of_se
     assert_eq!(PROFILE_RUNS.load(SeqCst), 1, "one body run");
     let mut asked = PROFILE_ASKED.lock().unwrap().clone();
     asked.sort_unstable();
-    assert_eq!(asked, missing, "the body was asked for exactly the missing ids");
+    assert_eq!(
+        asked, missing,
+        "the body was asked for exactly the missing ids"
+    );
     // One MGET, no GET, and a SET (with its expiry) for each computed element.
     assert_eq!(traffic(&server), [("mget", 1), ("get", 0), ("set", 40)]);
     let ttl: i64 = redis::cmd("PTTL")
@@ -179,7 +184,9 @@ static LOCAL_ASKED: Mutex<Vec<Vec<u32>>> = Mutex::new(Vec::new());
 #[cached(local, batch)]
 fn squares(ns: &[u32]) -> HashMap<u32, u64> {
     LOCAL_ASKED.lock().unwrap().push(ns.to_vec());
-    ns.iter().map(|&n| (n, u64::from(n) * u64::from(n))).collect()
+    ns.iter()
+        .map(|&n| (n, u64::from(n) * u64::from(n)))
+        .collect()
 }
 
 #[test]

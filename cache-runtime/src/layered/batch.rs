@@ -20,7 +20,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Backfill, Call, CachedFn, FrontKey, Remote};
+use super::{Backfill, CachedFn, Call, FrontKey, Remote};
 use crate::config::{self, Installed};
 use crate::flight::{Joined, Leader, Waiter};
 use crate::freshness::Verdict;
@@ -171,7 +171,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             let mut led: Vec<(Element<'_, K, V>, Leader<'static>)> = Vec::new();
             let mut waiting: Vec<(Element<'_, K, V>, Waiter)> = Vec::new();
             for element in pending.drain(..) {
-                match self.flights.join(element.call.args, element.call.probe.hash) {
+                match self
+                    .flights
+                    .join(element.call.args, element.call.probe.hash)
+                {
                     Joined::Leader(leader) => match self.fresh_in_l1(&element.call) {
                         // Another caller stored it since this call looked.
                         Some(value) => found.push((element.id.clone(), value)),
