@@ -258,6 +258,7 @@ async fn accounts(ids: &[u64]) -> Result<HashMap<u64, String>, NotFound> {
         .collect())
 }
 
+#[allow(clippy::await_holding_lock)] // the guard only keeps config-installing tests apart
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_async_batch_function_caches_the_elements_it_returned() {
     let (_guard, server) = with_redis("batch-async");
