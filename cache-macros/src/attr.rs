@@ -238,7 +238,7 @@ fn example(name: &str) -> &'static str {
 
 /// Strips the invisible groups `macro_rules!` wraps around fragments (`$name:literal`), so a
 /// literal passed through a user's macro is still recognised as one.
-fn ungroup(value: Expr) -> Expr {
+pub(crate) fn ungroup(value: Expr) -> Expr {
     match value {
         Expr::Group(group) => ungroup(*group.expr),
         other => other,
@@ -256,7 +256,7 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
 }
 
 /// `name = 60` (seconds, more than zero) or `name = <Duration expression>`.
-fn duration(value: Expr, name: &str, errors: &mut Errors) -> Option<Ttl> {
+pub(crate) fn duration(value: Expr, name: &str, errors: &mut Errors) -> Option<Ttl> {
     let help = format!(
         "`{name}` takes whole seconds (`{name} = 60`) or a `Duration` expression \
          (`{name} = Duration::from_millis(300)`)"
@@ -350,7 +350,7 @@ fn float(value: &Expr, name: &str, errors: &mut Errors) -> Option<f64> {
     parsed
 }
 
-fn int<N: std::str::FromStr>(value: &Expr, name: &str, errors: &mut Errors) -> Option<N>
+pub(crate) fn int<N: std::str::FromStr>(value: &Expr, name: &str, errors: &mut Errors) -> Option<N>
 where
     N::Err: std::fmt::Display,
 {
@@ -391,7 +391,7 @@ fn string(value: Expr, name: &str, errors: &mut Errors) -> Option<LitStr> {
 
 /// A cache name: non-empty, and its colons only in `::` pairs so that the remote key
 /// `{name}:v{version}:{args}` can be split unambiguously.
-fn cache_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
+pub(crate) fn cache_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
     let lit = string(value, "name", errors)?;
     let text = lit.value();
     let bad_colon = text.split("::").any(|part| part.contains(':'));
@@ -405,7 +405,7 @@ fn cache_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
     Some(lit)
 }
 
-fn store_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
+pub(crate) fn store_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
     let lit = string(value, "store", errors)?;
     if lit.value().is_empty() {
         errors.at(
@@ -418,7 +418,7 @@ fn store_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
     Some(lit)
 }
 
-fn crate_path(value: Expr, errors: &mut Errors) -> Option<Path> {
+pub(crate) fn crate_path(value: Expr, errors: &mut Errors) -> Option<Path> {
     let lit = string(value, "crate", errors)?;
     match lit.parse::<Path>() {
         Ok(path) => Some(path),

@@ -27,6 +27,9 @@ use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type};
 use crate::attr::{self, CachedArgs, Ttl};
 
 mod batch;
+mod block;
+
+pub(crate) use block::cached_block;
 
 /// Lease of the fleet-wide lock when `lock` is given without `lock_timeout`: long enough for
 /// most bodies; a crashed owner delays the others by at most this much.

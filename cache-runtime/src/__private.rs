@@ -221,6 +221,12 @@ impl<V> Copy for Build<V> {}
 pub trait BuildCache<V: 'static> {
     /// [`CachedFn::new`].
     fn build(self, settings: Settings, remote: Option<RemoteCodec<V>>) -> CachedFn<V>;
+    /// The cache of a `cached_block!`, registered under its name.
+    fn build_block(
+        self,
+        settings: Settings,
+        remote: Option<RemoteCodec<V>>,
+    ) -> &'static CachedFn<V>;
 }
 
 impl<V: CacheValue> BuildCache<V> for &Build<V> {
@@ -228,12 +234,23 @@ impl<V: CacheValue> BuildCache<V> for &Build<V> {
     fn build(self, settings: Settings, remote: Option<RemoteCodec<V>>) -> CachedFn<V> {
         CachedFn::new(settings, remote)
     }
+    fn build_block(
+        self,
+        settings: Settings,
+        remote: Option<RemoteCodec<V>>,
+    ) -> &'static CachedFn<V> {
+        crate::block::register(CachedFn::new(settings, remote))
+    }
 }
 
 /// The stand-in of [`BuildCache`] for a value type that cannot be cached (never run).
 pub trait BuildNever<V: 'static>: Sized {
     /// Never run: the value type was reported by [`assert_cache_value`].
     fn build(self, _: Settings, _: Option<RemoteCodec<V>>) -> CachedFn<V> {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    fn build_block(self, _: Settings, _: Option<RemoteCodec<V>>) -> &'static CachedFn<V> {
         unreachable!("the value type was reported as not cacheable")
     }
 }

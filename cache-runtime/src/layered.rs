@@ -92,6 +92,9 @@ pub struct CachedFn<V> {
     warned: Mutex<Vec<(String, u64)>>,
     /// Whether the warning about a named store that is not configured was given.
     missing_store_warned: AtomicBool,
+    /// The identity preload scopes know this cache by, when it is not its address: a
+    /// `cached_block!` is known by its name's owner (see `block`).
+    alias: std::sync::OnceLock<usize>,
 }
 
 /// How often one function logs one kind of error reply at `warn`.
@@ -175,7 +178,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             counters: Counters::default(),
             warned: Mutex::new(Vec::new()),
             missing_store_warned: AtomicBool::new(false),
+            alias: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes preload scopes know this cache by `id` (set once; see `block`).
+    pub(crate) fn set_alias(&self, id: usize) {
+        let _ = self.alias.set(id);
     }
 
     /// The key of the call whose arguments encoded to `args`.
@@ -952,7 +961,10 @@ impl<V: Clone + Send + Sync + 'static> KeyOwner for CachedFn<V> {
     }
 
     fn id(&self) -> usize {
-        self as *const Self as *const () as usize
+        match self.alias.get() {
+            Some(&alias) => alias,
+            None => self as *const Self as *const () as usize,
+        }
     }
 
     fn epoch(&self) -> u64 {

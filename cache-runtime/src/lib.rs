@@ -23,6 +23,7 @@
 
 #[cfg(feature = "redis")]
 mod breaker;
+mod block;
 mod clock;
 pub mod codec;
 mod config;
@@ -47,6 +48,9 @@ pub mod __private;
 
 #[doc = include_str!("cached.md")]
 pub use cache_macros::cached;
+pub use block::block_key;
+#[doc = include_str!("block.md")]
+pub use cache_macros::cached_block;
 pub use config::{Config, Error, Store};
 pub use key::{encode as encode_key, Key, KeyBuf, KeyPart};
 pub use outcome::{Outcome, Plain};
