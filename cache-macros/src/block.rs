@@ -54,9 +54,9 @@ impl Parse for BlockArgs {
                 args.block = Some(input.parse()?);
                 let _: Option<Token![,]> = input.parse()?;
                 if !input.is_empty() {
-                    return Err(input.error(
-                        "the block comes last in `cached_block!`, after the arguments",
-                    ));
+                    return Err(
+                        input.error("the block comes last in `cached_block!`, after the arguments")
+                    );
                 }
                 break;
             }
@@ -76,15 +76,18 @@ impl Parse for BlockArgs {
             };
             let name = ident.to_string();
             if seen.contains(&name) {
-                args.errors
-                    .at(&ident, format!("duplicate `cached_block!` argument `{name}`"));
+                args.errors.at(
+                    &ident,
+                    format!("duplicate `cached_block!` argument `{name}`"),
+                );
             }
             seen.push(name.clone());
             if name == "local" {
                 args.local = true;
             } else {
                 if !input.peek(Token![=]) {
-                    args.errors.at(&ident, format!("`{name}` needs a value; {EXAMPLE}"));
+                    args.errors
+                        .at(&ident, format!("`{name}` needs a value; {EXAMPLE}"));
                 } else {
                     let _: Token![=] = input.parse()?;
                     args.parse_value(&ident, input)?;

@@ -8,7 +8,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use crate::key::{Key, KeyOwner, KeyPart};
+use crate::key::{Key, KeyBuf, KeyOwner, KeyPart};
 use crate::layered::CachedFn;
 use crate::sync::lock;
 
@@ -16,7 +16,23 @@ use crate::sync::lock;
 struct BlockOwner {
     name: String,
     /// The block's cache, once it ran.
-    target: OnceLock<&'static dyn KeyOwner>,
+    target: OnceLock<&'static dyn BlockCache>,
+}
+
+/// What a block's name reaches of its cache, whatever its value type.
+trait BlockCache: KeyOwner {
+    fn clear_local(&self);
+    fn invalidate(&self, args: KeyBuf);
+}
+
+impl<V: Clone + Send + Sync + 'static> BlockCache for CachedFn<V> {
+    fn clear_local(&self) {
+        CachedFn::clear_local(self);
+    }
+
+    fn invalidate(&self, args: KeyBuf) {
+        CachedFn::invalidate(self, args);
+    }
 }
 
 /// Every block name seen, interned (a program has few).
@@ -92,6 +108,23 @@ impl KeyOwner for BlockOwner {
 /// ```
 pub fn block_key<K: KeyPart + ?Sized>(name: &str, key: &K) -> Key {
     Key::new(owner(name), crate::__private::element_args(key))
+}
+
+/// Removes the entry of `cached_block!(name = name, key = key, ..)` from L1 and the shared
+/// store (nothing when the block has not run in this process: then L1 holds nothing, and
+/// the shared store's entry is left to its `ttl`).
+pub fn block_invalidate<K: KeyPart + ?Sized>(name: &str, key: &K) {
+    if let Some(target) = owner(name).target.get() {
+        target.invalidate(crate::__private::element_args(key));
+    }
+}
+
+/// Empties the in-process layer of the block named `name` (the shared store keeps its
+/// entries): its next runs read from the shared store, as a freshly started process would.
+pub fn block_clear_local(name: &str) {
+    if let Some(target) = owner(name).target.get() {
+        target.clear_local();
+    }
 }
 
 /// Registers a block's cache under its name (the first one to run with a name wins the

@@ -21,9 +21,9 @@
 //! argument of the attribute.
 #![warn(missing_docs)]
 
+mod block;
 #[cfg(feature = "redis")]
 mod breaker;
-mod block;
 mod clock;
 pub mod codec;
 mod config;
@@ -46,9 +46,9 @@ mod sync;
 #[doc(hidden)]
 pub mod __private;
 
+pub use block::{block_clear_local, block_invalidate, block_key};
 #[doc = include_str!("cached.md")]
 pub use cache_macros::cached;
-pub use block::block_key;
 #[doc = include_str!("block.md")]
 pub use cache_macros::cached_block;
 pub use config::{Config, Error, Store};

@@ -18,10 +18,16 @@ fn traffic(server: &RedisServer) -> [(&'static str, u64); 3] {
 static CARD_RUNS: AtomicUsize = AtomicUsize::new(0);
 
 fn card(user: u64) -> String {
-    cached_block!(name = "blocks::card", ttl = 60, key = user, value = String, {
-        CARD_RUNS.fetch_add(1, SeqCst);
-        format!("<aside>user {user}</aside>")
-    })
+    cached_block!(
+        name = "blocks::card",
+        ttl = 60,
+        key = user,
+        value = String,
+        {
+            CARD_RUNS.fetch_add(1, SeqCst);
+            format!("<aside>user {user}</aside>")
+        }
+    )
 }
 
 #[cached(ttl = 60, name = "blocks::card")]
@@ -52,15 +58,27 @@ fn a_block_runs_once_per_key_and_reads_what_redis_holds() {
     assert_eq!(card(3), "<aside>stored 3</aside>");
     assert_eq!(CARD_RUNS.load(SeqCst), 2);
     assert_eq!(traffic(&server), [("mget", 0), ("get", 1), ("set", 0)]);
+
+    // Invalidated: gone from L1 and Redis, so the block runs again.
+    cache_runtime::block_invalidate("blocks::card", &1_u64);
+    assert_eq!(server.calls("del"), 1);
+    assert_eq!(card(1), "<aside>user 1</aside>");
+    assert_eq!(CARD_RUNS.load(SeqCst), 3);
 }
 
 static SHORT_RUNS: AtomicUsize = AtomicUsize::new(0);
 
 fn short_lived(n: u32) -> u32 {
-    cached_block!(name = "blocks::short", ttl = Duration::from_millis(300), key = n, value = u32, {
-        SHORT_RUNS.fetch_add(1, SeqCst);
-        n * 2
-    })
+    cached_block!(
+        name = "blocks::short",
+        ttl = Duration::from_millis(300),
+        key = n,
+        value = u32,
+        {
+            SHORT_RUNS.fetch_add(1, SeqCst);
+            n * 2
+        }
+    )
 }
 
 #[test]
@@ -72,9 +90,15 @@ fn a_block_entry_lives_for_its_ttl() {
         .arg(block_key("blocks::short", &4_u32).to_string())
         .query(&mut server.connection())
         .unwrap();
-    assert!(pttl > 0 && pttl <= 300, "stored in Redis for the ttl, got {pttl} ms");
+    assert!(
+        pttl > 0 && pttl <= 300,
+        "stored in Redis for the ttl, got {pttl} ms"
+    );
     assert_eq!(short_lived(4), 8);
-    assert!(before.elapsed() < Duration::from_millis(300), "too slow to check the hit");
+    assert!(
+        before.elapsed() < Duration::from_millis(300),
+        "too slow to check the hit"
+    );
     assert_eq!(SHORT_RUNS.load(SeqCst), 1, "a hit within the ttl");
 
     // Waiting out the lifetime is the behaviour under test.
@@ -86,10 +110,16 @@ fn a_block_entry_lives_for_its_ttl() {
 static COMMENT_RUNS: AtomicUsize = AtomicUsize::new(0);
 
 fn comments(note: u64) -> String {
-    cached_block!(name = "blocks::comments", ttl = 60, key = note, value = String, {
-        COMMENT_RUNS.fetch_add(1, SeqCst);
-        format!("<ul>comments of {note}</ul>")
-    })
+    cached_block!(
+        name = "blocks::comments",
+        ttl = 60,
+        key = note,
+        value = String,
+        {
+            COMMENT_RUNS.fetch_add(1, SeqCst);
+            format!("<ul>comments of {note}</ul>")
+        }
+    )
 }
 
 #[cached(ttl = 60, name = "blocks::comments")]
@@ -110,7 +140,11 @@ fn a_preload_scope_over_block_keys_costs_one_mget() {
 
     assert!(page.ends_with("<ul>stored 9</ul>"));
     assert_eq!(traffic(&server), [("mget", 1), ("get", 0), ("set", 0)]);
-    assert_eq!(COMMENT_RUNS.load(SeqCst), 0, "every block came from the scope");
+    assert_eq!(
+        COMMENT_RUNS.load(SeqCst),
+        0,
+        "every block came from the scope"
+    );
 }
 
 static ASYNC_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -141,10 +175,7 @@ async fn an_async_block_awaits_inside_and_follows_preload_scopes() {
     write_teaser(2);
     server.reset_stats();
     let keys = [block_key("blocks::teaser", &2_u64)];
-    assert_eq!(
-        preload_async(keys, teaser(2)).await,
-        "<a>stored 2</a>"
-    );
+    assert_eq!(preload_async(keys, teaser(2)).await, "<a>stored 2</a>");
     assert_eq!(traffic(&server), [("mget", 1), ("get", 0), ("set", 0)]);
     assert_eq!(ASYNC_RUNS.load(SeqCst), 1);
 }
