@@ -115,7 +115,7 @@ fn expand(args: &BlockArgs) -> TokenStream {
             #setup
             (&#cache)
                 .call_async(#front, &#args_local, async {
-                    #rt::__private::Plain::<#value>(#block)
+                    #rt::__private::Plain::<#value>(async #block.await)
                 })
                 .await
                 .0
@@ -123,7 +123,9 @@ fn expand(args: &BlockArgs) -> TokenStream {
         None => quote!({
             #setup
             (&#cache)
-                .call(#front, &#args_local, || #rt::__private::Plain::<#value>(#block))
+                .call(#front, &#args_local, || {
+                    #rt::__private::Plain::<#value>((|| -> #value #block)())
+                })
                 .0
         }),
     }
