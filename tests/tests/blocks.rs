@@ -86,6 +86,8 @@ fn a_block_entry_lives_for_its_ttl() {
     let (_guard, server) = with_redis("blocks-ttl");
     let before = Instant::now();
     assert_eq!(short_lived(4), 8);
+    // The entry was stored before this instant, so it expires at most a ttl after it.
+    let stored = Instant::now();
     let pttl: i64 = redis::cmd("PTTL")
         .arg(block_key("blocks::short", &4_u32).to_string())
         .query(&mut server.connection())
@@ -102,7 +104,9 @@ fn a_block_entry_lives_for_its_ttl() {
     assert_eq!(SHORT_RUNS.load(SeqCst), 1, "a hit within the ttl");
 
     // Waiting out the lifetime is the behaviour under test.
-    std::thread::sleep(Duration::from_millis(300).saturating_sub(before.elapsed()));
+    // (Clocks count whole milliseconds: one more is waited.)
+    let expired = stored + Duration::from_millis(301);
+    std::thread::sleep(expired.saturating_duration_since(Instant::now()));
     assert_eq!(short_lived(4), 8);
     assert_eq!(SHORT_RUNS.load(SeqCst), 2, "recomputed after the ttl");
 }
