@@ -200,10 +200,17 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 let compute_time = started.elapsed();
                 let mut writes = Vec::new();
                 let remote = shared.as_ref().map(|s| &s.remote);
+                let position: HashMap<&K, usize> = led
+                    .iter()
+                    .enumerate()
+                    .map(|(at, (e, _))| (e.id, at))
+                    .collect();
                 for (id, value) in &elements {
-                    let Some((element, _)) = led.iter().find(|(e, _)| e.id == id) else {
+                    // Only the ids asked for are cached (and each once).
+                    let Some(&at) = position.get(id) else {
                         continue;
                     };
+                    let element = &led[at].0;
                     let call = &element.call;
                     // An invalidation since the call began: the value may predate it.
                     if self.epoch.load(std::sync::atomic::Ordering::Acquire) != call.epoch {
