@@ -1,11 +1,15 @@
 //! `#[cached(..)]` arguments, parsed into a typed struct, then checked against the function.
 
+mod batch;
+
+pub(crate) use batch::BatchShape;
+
 use syn::meta::ParseNestedMeta;
 use syn::{Expr, ExprLit, FnArg, Lit, LitStr, Pat, Path, ReturnType, Signature, Token};
 
 /// Every argument, as the error messages list them.
-pub(crate) const VALID: &str = "`ttl`, `key`, `name`, `version`, `capacity`, `local`, `lock`, \
-                                 `lock_timeout`, `jitter`, `refresh`, `beta`, `stale`, \
+pub(crate) const VALID: &str = "`ttl`, `key`, `name`, `version`, `capacity`, `local`, `batch`, \
+                                 `lock`, `lock_timeout`, `jitter`, `refresh`, `beta`, `stale`, \
                                  `stale_if_error`, `cache_none`, `none_ttl`, `expires`, \
                                  `local_ttl`, `idle`, `policy`, `store`, `crate`";
 
@@ -24,6 +28,9 @@ pub(crate) struct CachedArgs {
     pub(crate) version: Option<u32>,
     pub(crate) capacity: Option<u64>,
     pub(crate) local: bool,
+    /// `batch`: the function takes a slice of ids and returns a map; each element is cached
+    /// on its own (see `batch`).
+    pub(crate) batch: Option<Path>,
     pub(crate) lock: Option<Path>,
     pub(crate) lock_timeout: Option<(Ttl, Path)>,
     pub(crate) jitter: Option<f64>,
@@ -120,11 +127,10 @@ impl CachedArgs {
             return skip_value(meta);
         };
         let fresh = match name.as_str() {
-            "ttl" | "key" | "name" | "version" | "capacity" | "local" | "lock" | "lock_timeout"
-            | "jitter" | "refresh" | "beta" | "stale" | "stale_if_error" | "cache_none"
-            | "none_ttl" | "expires" | "local_ttl" | "idle" | "policy" | "store" | "crate" => {
-                seen.first(&name, path, errors)
-            }
+            "ttl" | "key" | "name" | "version" | "capacity" | "local" | "batch" | "lock"
+            | "lock_timeout" | "jitter" | "refresh" | "beta" | "stale" | "stale_if_error"
+            | "cache_none" | "none_ttl" | "expires" | "local_ttl" | "idle" | "policy" | "store"
+            | "crate" => seen.first(&name, path, errors),
             _ => {
                 errors.at(
                     path,
@@ -133,7 +139,10 @@ impl CachedArgs {
                 return skip_value(meta);
             }
         };
-        if matches!(name.as_str(), "local" | "lock" | "cache_none" | "expires") {
+        if matches!(
+            name.as_str(),
+            "local" | "lock" | "cache_none" | "expires" | "batch"
+        ) {
             if meta.input.peek(Token![=]) {
                 errors.at(
                     path,
@@ -145,6 +154,7 @@ impl CachedArgs {
                 "local" => self.local = true,
                 "cache_none" => self.cache_none = Some(path.clone()),
                 "expires" => self.expires = Some(path.clone()),
+                "batch" => self.batch = Some(path.clone()),
                 _ => self.lock = Some(path.clone()),
             }
             return Ok(());
@@ -258,7 +268,7 @@ fn example(name: &str) -> &'static str {
 
 /// Strips the invisible groups `macro_rules!` wraps around fragments (`$name:literal`), so a
 /// literal passed through a user's macro is still recognised as one.
-fn ungroup(value: Expr) -> Expr {
+pub(crate) fn ungroup(value: Expr) -> Expr {
     match value {
         Expr::Group(group) => ungroup(*group.expr),
         other => other,
@@ -276,7 +286,7 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
 }
 
 /// `name = 60` (seconds, more than zero) or `name = <Duration expression>`.
-fn duration(value: Expr, name: &str, errors: &mut Errors) -> Option<Ttl> {
+pub(crate) fn duration(value: Expr, name: &str, errors: &mut Errors) -> Option<Ttl> {
     let help = format!(
         "`{name}` takes whole seconds (`{name} = 60`) or a `Duration` expression \
          (`{name} = Duration::from_millis(300)`)"
@@ -370,7 +380,7 @@ fn float(value: &Expr, name: &str, errors: &mut Errors) -> Option<f64> {
     parsed
 }
 
-fn int<N: std::str::FromStr>(value: &Expr, name: &str, errors: &mut Errors) -> Option<N>
+pub(crate) fn int<N: std::str::FromStr>(value: &Expr, name: &str, errors: &mut Errors) -> Option<N>
 where
     N::Err: std::fmt::Display,
 {
@@ -411,7 +421,7 @@ fn string(value: Expr, name: &str, errors: &mut Errors) -> Option<LitStr> {
 
 /// A cache name: non-empty, and its colons only in `::` pairs so that the remote key
 /// `{name}:v{version}:{args}` can be split unambiguously.
-fn cache_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
+pub(crate) fn cache_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
     let lit = string(value, "name", errors)?;
     let text = lit.value();
     let bad_colon = text.split("::").any(|part| part.contains(':'));
@@ -438,7 +448,7 @@ fn policy(value: Expr, errors: &mut Errors) -> Option<LitStr> {
     Some(lit)
 }
 
-fn store_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
+pub(crate) fn store_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
     let lit = string(value, "store", errors)?;
     if lit.value().is_empty() {
         errors.at(
@@ -451,7 +461,7 @@ fn store_name(value: Expr, errors: &mut Errors) -> Option<LitStr> {
     Some(lit)
 }
 
-fn crate_path(value: Expr, errors: &mut Errors) -> Option<Path> {
+pub(crate) fn crate_path(value: Expr, errors: &mut Errors) -> Option<Path> {
     let lit = string(value, "crate", errors)?;
     match lit.parse::<Path>() {
         Ok(path) => Some(path),
@@ -477,6 +487,8 @@ pub(crate) struct FnShape {
     /// The function itself cannot be cached as written (not just one argument): only the
     /// user's item and the errors are emitted, since an expansion would add errors of its own.
     pub(crate) broken: bool,
+    /// The shape of a `batch` function (`None` without `batch`).
+    pub(crate) batch: Option<BatchShape>,
 }
 
 /// Errors about the function's shape, which stop the expansion.
@@ -508,6 +520,11 @@ pub(crate) fn validate(sig: &Signature, args: &mut CachedArgs, errors: &mut Erro
     for param in &sig.generics.params {
         match param {
             syn::GenericParam::Lifetime(_) => {}
+            syn::GenericParam::Type(_) if args.batch.is_some() => shape.at(
+                param,
+                "a `batch` function cannot be generic: its cache holds one element type; \
+                 take a slice of a concrete type, e.g. `fn users(ids: &[u64]) -> HashMap<u64, User>`",
+            ),
             syn::GenericParam::Type(ty) if args.key.is_some() => type_params.push(ty.ident.clone()),
             syn::GenericParam::Type(_) => shape.at(
                 param,
@@ -529,7 +546,13 @@ pub(crate) fn validate(sig: &Signature, args: &mut CachedArgs, errors: &mut Erro
         FnArg::Receiver(r) => Some(r),
         FnArg::Typed(_) => None,
     });
-    if let (Some(receiver), None) = (receiver, &args.key) {
+    if let (Some(receiver), Some(_)) = (receiver, &args.batch) {
+        shape.at(
+            receiver,
+            "a `batch` function cannot take `self`: each element is keyed by its id alone; \
+             make it a free function, e.g. `fn users(ids: &[u64]) -> HashMap<u64, User>`",
+        );
+    } else if let (Some(receiver), None) = (receiver, &args.key) {
         shape.at(
             receiver,
             "`#[cached]` on a method needs `key = ...`: the cache cannot tell calls on different \
@@ -546,11 +569,13 @@ pub(crate) fn validate(sig: &Signature, args: &mut CachedArgs, errors: &mut Erro
                  mutate outside the cached function",
             );
         } else if args.key.is_none() && !matches!(&*typed.pat, Pat::Ident(_)) {
-            shape.at(
-                &typed.pat,
+            let message = if args.batch.is_some() {
+                "a `batch` function names its slice of ids: write `ids: &[u64]`"
+            } else {
                 "`#[cached]` builds the key from named parameters; give this one a name or \
-                 choose the key with `key = ...`",
-            );
+                 choose the key with `key = ...`"
+            };
+            shape.at(&typed.pat, message);
         }
     }
     let mut force_local = false;
@@ -596,11 +621,24 @@ pub(crate) fn validate(sig: &Signature, args: &mut CachedArgs, errors: &mut Erro
         }
     }
     let in_impl = receiver.is_some() || mentions_self(&quote::quote!(#sig));
+    let mut batch = None;
+    if args.batch.is_some() && !shape.broken {
+        if in_impl {
+            shape.at(
+                &sig.inputs,
+                "a `batch` function cannot name `Self`: write the types out",
+            );
+        } else {
+            batch = batch::shape(sig, shape.errors);
+            shape.broken |= batch.is_none();
+        }
+    }
     FnShape {
         in_impl,
         type_params,
         force_local,
         broken: shape.broken,
+        batch,
     }
 }
 
@@ -619,6 +657,32 @@ fn cross_argument_rules(sig: &Signature, args: &mut CachedArgs, errors: &mut Err
         if args.stale.take().is_some() {
             errors.at(sig.ident.clone(), message("stale"));
         }
+    }
+    if args.batch.is_some() {
+        if let Some(key) = args.key.take() {
+            errors.at(
+                &key,
+                "`batch` keys each element by its id (`f::key_for(&id)`): remove `key = ...`",
+            );
+        }
+        let unsupported = [
+            ("lock", args.lock.take()),
+            ("stale", args.stale.take().map(|(_, at)| at)),
+            ("refresh", args.refresh_early.take()),
+        ];
+        for (name, given) in unsupported {
+            if let Some(at) = given {
+                errors.at(
+                    at,
+                    format!(
+                        "`batch` does not support `{name}` yet; `batch` goes with `ttl`, \
+                         `name`, `version`, `capacity`, `local`, `jitter`, `store` and `crate`"
+                    ),
+                );
+            }
+        }
+        args.lock_timeout = None;
+        args.beta = None;
     }
     if let (Some(lock), true) = (&args.lock, args.local) {
         errors.at(

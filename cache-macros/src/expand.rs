@@ -26,6 +26,11 @@ use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type};
 
 use crate::attr::{self, CachedArgs, Ttl};
 
+mod batch;
+mod block;
+
+pub(crate) use block::cached_block;
+
 /// Lease of the fleet-wide lock when `lock` is given without `lock_timeout`: long enough for
 /// most bodies; a crashed owner delays the others by at most this much.
 const DEFAULT_LOCK_SECS: u64 = 10;
@@ -67,7 +72,7 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
         ReturnType::Type(_, ty) => (**ty).clone(),
         ReturnType::Default => unreachable!("validate rejects functions returning ()"),
     };
-    let (mode, value) = match analyze(&output) {
+    let (mode, mut value) = match analyze(&output) {
         // `cache_none` keeps the whole `Option`: a `None` is a value to cache too.
         (Mode::Wrapped, _) if args.cache_none.is_some() && wrapper(&output) == (true, true) => {
             match &output {
@@ -85,6 +90,9 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
         }
         analyzed => analyzed,
     };
+    if let Some(batch) = &shape.batch {
+        value = batch.value.clone();
+    }
     let rt = args
         .krate
         .clone()
@@ -99,7 +107,9 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
         value,
         mode,
     };
-    let expanded = if shape.in_impl {
+    let expanded = if shape.batch.is_some() {
+        gen.batch()
+    } else if shape.in_impl {
         gen.method()
     } else {
         gen.free()

@@ -2,6 +2,7 @@
 //! this crate's items are documented there.
 
 mod attr;
+mod block;
 mod expand;
 
 use proc_macro::TokenStream;
@@ -11,4 +12,11 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::cached(args.into(), item.into()).into()
+}
+
+/// Memoizes a block: `cached_block!(name = "..", value = Type, key = expr, ttl = 60, { .. })`.
+/// See `cache_runtime::cached_block`.
+#[proc_macro]
+pub fn cached_block(input: TokenStream) -> TokenStream {
+    expand::cached_block(input.into()).into()
 }

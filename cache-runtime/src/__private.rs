@@ -8,7 +8,7 @@ pub use std::time::Duration;
 pub use crate::freshness::Lifetime;
 pub use crate::front::Front;
 pub use crate::key::{Key, KeyBuf, KeyPart};
-pub use crate::layered::{CachedFn, FrontKey, RemoteCodec, Settings};
+pub use crate::layered::{BatchOutcome, CachedFn, FrontKey, RemoteCodec, Settings};
 pub use crate::outcome::{Outcome, Plain};
 pub use crate::stats::Stats;
 pub use crate::store::local::Policy;
@@ -255,6 +255,12 @@ impl<V> Copy for Build<V> {}
 pub trait BuildCache<V: 'static> {
     /// [`CachedFn::new`].
     fn build(self, settings: Settings, remote: Option<RemoteCodec<V>>) -> CachedFn<V>;
+    /// The cache of a `cached_block!`, registered under its name.
+    fn build_block(
+        self,
+        settings: Settings,
+        remote: Option<RemoteCodec<V>>,
+    ) -> &'static CachedFn<V>;
 }
 
 impl<V: CacheValue> BuildCache<V> for &Build<V> {
@@ -262,12 +268,23 @@ impl<V: CacheValue> BuildCache<V> for &Build<V> {
     fn build(self, settings: Settings, remote: Option<RemoteCodec<V>>) -> CachedFn<V> {
         CachedFn::new(settings, remote)
     }
+    fn build_block(
+        self,
+        settings: Settings,
+        remote: Option<RemoteCodec<V>>,
+    ) -> &'static CachedFn<V> {
+        crate::block::register(CachedFn::new(settings, remote))
+    }
 }
 
 /// The stand-in of [`BuildCache`] for a value type that cannot be cached (never run).
 pub trait BuildNever<V: 'static>: Sized {
     /// Never run: the value type was reported by [`assert_cache_value`].
     fn build(self, _: Settings, _: Option<RemoteCodec<V>>) -> CachedFn<V> {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    fn build_block(self, _: Settings, _: Option<RemoteCodec<V>>) -> &'static CachedFn<V> {
         unreachable!("the value type was reported as not cacheable")
     }
 }
@@ -480,6 +497,102 @@ pub trait CacheNever<V: 'static>: Sized {
 }
 
 impl<V: 'static> CacheNever<V> for Cache<V> {}
+
+/// The key of one element of a batch function: the key a one-argument call with `id` uses,
+/// so that `f::key_for(&id)`, preload scopes and `f::invalidate` name the same entry.
+#[inline]
+pub fn element_args<K: KeyPart + ?Sized>(id: &K) -> KeyBuf {
+    let mut buf = KeyBuf::new();
+    push_arg(&mut buf, true, id);
+    buf
+}
+
+/// The batch calls of [`CachedFn`], for a value type that can be cached (see [`Cache`]).
+#[allow(async_fn_in_trait)]
+pub trait BatchCalls<V: 'static> {
+    /// [`CachedFn::call_batch`].
+    fn call_batch<K, O>(
+        self,
+        front: &'static FrontKey<V>,
+        ids: &[K],
+        encode: impl Fn(&K) -> KeyBuf,
+        body: impl FnMut(Vec<K>) -> O,
+    ) -> O
+    where
+        K: Clone + Eq + std::hash::Hash,
+        O: BatchOutcome<K, V>;
+    /// [`CachedFn::call_batch_async`].
+    async fn call_batch_async<K, O, F>(
+        self,
+        front: &'static FrontKey<V>,
+        ids: &[K],
+        encode: impl Fn(&K) -> KeyBuf,
+        body: impl FnMut(Vec<K>) -> F,
+    ) -> O
+    where
+        K: Clone + Eq + std::hash::Hash,
+        O: BatchOutcome<K, V>,
+        F: Future<Output = O>;
+}
+
+impl<V: CacheValue> BatchCalls<V> for &Cache<V> {
+    #[inline]
+    fn call_batch<K, O>(
+        self,
+        front: &'static FrontKey<V>,
+        ids: &[K],
+        encode: impl Fn(&K) -> KeyBuf,
+        body: impl FnMut(Vec<K>) -> O,
+    ) -> O
+    where
+        K: Clone + Eq + std::hash::Hash,
+        O: BatchOutcome<K, V>,
+    {
+        self.0.call_batch(front, ids, encode, body)
+    }
+    #[inline]
+    async fn call_batch_async<K, O, F>(
+        self,
+        front: &'static FrontKey<V>,
+        ids: &[K],
+        encode: impl Fn(&K) -> KeyBuf,
+        body: impl FnMut(Vec<K>) -> F,
+    ) -> O
+    where
+        K: Clone + Eq + std::hash::Hash,
+        O: BatchOutcome<K, V>,
+        F: Future<Output = O>,
+    {
+        self.0.call_batch_async(front, ids, encode, body).await
+    }
+}
+
+/// The stand-ins of [`BatchCalls`] for a value type that cannot be cached (never run).
+#[allow(async_fn_in_trait)]
+pub trait BatchNever<V: 'static>: Sized {
+    /// Never run.
+    fn call_batch<K, O>(
+        self,
+        _: &'static FrontKey<V>,
+        _: &[K],
+        _: impl Fn(&K) -> KeyBuf,
+        _: impl FnMut(Vec<K>) -> O,
+    ) -> O {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    async fn call_batch_async<K, O, F>(
+        self,
+        _: &'static FrontKey<V>,
+        _: &[K],
+        _: impl Fn(&K) -> KeyBuf,
+        _: impl FnMut(Vec<K>) -> F,
+    ) -> O {
+        unreachable!("the value type was reported as not cacheable")
+    }
+}
+
+impl<V: 'static> BatchNever<V> for Cache<V> {}
 
 #[cfg(test)]
 mod tests {

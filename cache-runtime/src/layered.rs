@@ -37,6 +37,9 @@ use crate::stats::{Counters, Stats};
 use crate::store::local::{Entry, LocalStore, Policy};
 use crate::store::{Budget, Op, Reply, SharedStore};
 
+mod batch;
+pub use batch::BatchOutcome;
+
 /// How a function's values go to and from bytes (absent for `local` functions, which need no
 /// serde bounds).
 pub struct RemoteCodec<V> {
@@ -96,6 +99,9 @@ pub struct CachedFn<V> {
     missing_store_warned: AtomicBool,
     /// A lifetime decided by the value (`none_ttl`, `expires`): `Some` replaces the `ttl`.
     value_ttl: Option<ValueTtl<V>>,
+    /// The identity preload scopes know this cache by, when it is not its address: a
+    /// `cached_block!` is known by its name's owner (see `block`).
+    alias: std::sync::OnceLock<usize>,
 }
 
 /// A lifetime decided by the value itself; `None` keeps the function's `ttl`.
@@ -220,7 +226,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             warned: Mutex::new(Vec::new()),
             missing_store_warned: AtomicBool::new(false),
             value_ttl: None,
+            alias: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes preload scopes know this cache by `id` (set once; see `block`).
+    pub(crate) fn set_alias(&self, id: usize) {
+        let _ = self.alias.set(id);
     }
 
     /// The key of the call whose arguments encoded to `args`.
@@ -242,7 +254,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         body: impl FnOnce() -> O,
     ) -> O {
         let probe = Probe::of(args);
-        let mode = mode::for_call(self.id());
+        let mode = mode::for_call(self.address());
         if mode != Mode::Normal {
             return self.unusual_blocking(mode, front, args.as_str(), probe, body);
         }
@@ -263,7 +275,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         body: impl FnOnce() -> O,
     ) -> O {
         let probe = Probe::of_int(bits);
-        let mode = mode::for_call(self.id());
+        let mode = mode::for_call(self.address());
         if mode != Mode::Normal {
             return self.unusual_blocking(mode, front, encode().as_str(), probe, body);
         }
@@ -284,7 +296,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         body: impl Future<Output = O>,
     ) -> O {
         let probe = Probe::of(args);
-        let mode = mode::for_call(self.id());
+        let mode = mode::for_call(self.address());
         if mode != Mode::Normal {
             return self.unusual_async(mode, front, args, probe, body).await;
         }
@@ -418,7 +430,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         F: Future<Output = O> + Send + 'static,
     {
         let probe = Probe::of(args);
-        let mode = mode::for_call(self.id());
+        let mode = mode::for_call(self.address());
         if mode != Mode::Normal {
             return self.unusual_async(mode, front, args, probe, body).await;
         }
@@ -1115,7 +1127,10 @@ impl<V: Clone + Send + Sync + 'static> KeyOwner for CachedFn<V> {
     }
 
     fn id(&self) -> usize {
-        self.address()
+        match self.alias.get() {
+            Some(&alias) => alias,
+            None => self.address(),
+        }
     }
 
     fn epoch(&self) -> u64 {

@@ -21,6 +21,7 @@
 //! argument of the attribute.
 #![warn(missing_docs)]
 
+mod block;
 #[cfg(feature = "redis")]
 mod breaker;
 mod clock;
@@ -46,8 +47,11 @@ mod sync;
 #[doc(hidden)]
 pub mod __private;
 
+pub use block::{block_clear_local, block_invalidate, block_key};
 #[doc = include_str!("cached.md")]
 pub use cache_macros::cached;
+#[doc = include_str!("block.md")]
+pub use cache_macros::cached_block;
 pub use config::{Config, Error, Store};
 pub use freshness::Expires;
 pub use key::{encode as encode_key, Key, KeyBuf, KeyPart};

@@ -37,6 +37,9 @@ pub(crate) enum Op<'a> {
         value: &'a [u8],
         ttl: Option<Duration>,
     },
+    /// Stores several values in one round-trip (a Redis pipeline, one SQLite transaction):
+    /// [`Reply::Done`]. Batch functions write the elements their body computed with it.
+    SetMany(&'a [SetEntry<'a>]),
     /// Removes a key: [`Reply::Done`].
     Delete(&'a str),
     /// Removes every key that begins with the prefix, in batches that do not hold the store
@@ -60,12 +63,22 @@ impl Op<'_> {
             Op::Get(_) => "get",
             Op::GetMany(_) => "get_many",
             Op::Set { .. } => "set",
+            Op::SetMany(_) => "set_many",
             Op::Delete(_) => "delete",
             Op::DeletePrefix(_) => "delete_prefix",
             Op::Lock { .. } => "lock",
             Op::Unlock { .. } => "unlock",
         }
     }
+}
+
+/// One value of an [`Op::SetMany`]: what [`Op::Set`] carries.
+#[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]
+pub(crate) struct SetEntry<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) value: &'a [u8],
+    /// `None`: until evicted.
+    pub(crate) ttl: Option<Duration>,
 }
 
 /// A store's answer to an [`Op`].

@@ -20,11 +20,11 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use axum::Router;
-use cache_runtime::{cached, preload_async, Key};
+use cache_runtime::{block_key, cached, cached_block, preload_async, Key};
 use tokio::sync::Mutex;
 
-/// Comments per note; with the note's markup, author card, tag list and two related-note
-/// teasers a page needs 21 fragments.
+/// Comments per note; with the note's markup, author card, tag list, the comments block and
+/// two related-note teasers a page needs 22 fragments.
 pub const COMMENTS_PER_NOTE: u64 = 16;
 
 /// Stands for real work (a markdown render, a database query) in each fragment.
@@ -80,12 +80,31 @@ pub async fn teaser(note_id: u64) -> String {
     format!("<a href=\"/notes/{note_id}\">Note {note_id}</a>")
 }
 
-/// Every fragment key a note page needs, from the companions.
+/// The name of the comments fragment block (see [`comments_html`]).
+pub const COMMENTS_BLOCK: &str = "notes::note_comments";
+
+/// The note's comments list: a fragment block (the template's
+/// `{% cache 60, "note_comments", note.id %}`) around the comments, each of them cached too.
+/// A hit on the block reads none of the comments.
+pub async fn comments_html(note_id: u64) -> String {
+    cached_block!(async name = "notes::note_comments", ttl = 60, key = note_id, value = String, {
+        let mut html = String::from("<ul>");
+        for id in comment_ids(note_id) {
+            html += &comment_html(id).await;
+        }
+        html + "</ul>"
+    })
+    .await
+}
+
+/// Every fragment key a note page needs, from the companions: the comments block's, and each
+/// comment's (so that a miss of the block still needs no GET).
 pub fn page_keys(note_id: u64) -> Vec<Key> {
     let mut keys = vec![
         note_markup::key(note_id),
         author_card::key(author_of(note_id)),
         tag_list::key(note_id),
+        block_key(COMMENTS_BLOCK, &note_id),
     ];
     keys.extend(comment_ids(note_id).map(comment_html::key));
     keys.extend(related_ids(note_id).map(teaser::key));
@@ -97,11 +116,9 @@ pub async fn render(note_id: u64) -> String {
     let mut html = String::from("<html><body>");
     html += &note_markup(note_id).await;
     html += &author_card(author_of(note_id)).await;
-    html += &format!("<p>{}</p><ul>", tag_list(note_id).await.join(", "));
-    for id in comment_ids(note_id) {
-        html += &comment_html(id).await;
-    }
-    html += "</ul><nav>";
+    html += &format!("<p>{}</p>", tag_list(note_id).await.join(", "));
+    html += &comments_html(note_id).await;
+    html += "<nav>";
     for id in related_ids(note_id) {
         html += &teaser(id).await;
     }
@@ -202,6 +219,7 @@ async fn clear_local() -> &'static str {
     author_card::clear_local();
     tag_list::clear_local();
     teaser::clear_local();
+    cache_runtime::block_clear_local(COMMENTS_BLOCK);
     "cleared\n"
 }
 

@@ -277,6 +277,17 @@ impl Inner {
                     let _: Value = cmd.query_async(&mut conn).await?;
                     Ok(Reply::Done)
                 }
+                Owned::SetMany(entries) => {
+                    for (key, value, ttl) in entries {
+                        let mut cmd = redis::cmd("SET");
+                        cmd.arg(&key).arg(&value);
+                        if let Some(ttl) = ttl {
+                            cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
+                        }
+                        let _: Value = cmd.query_async(&mut conn).await?;
+                    }
+                    Ok(Reply::Done)
+                }
                 Owned::Delete(key) => {
                     let _: Value = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
                     Ok(Reply::Done)
@@ -552,6 +563,14 @@ impl ClusterStore {
                 direct.request(key, &crate::store::redis::set(key, value, ttl), deadline)?;
                 Ok(Reply::Done)
             }
+            Op::SetMany(entries) => {
+                // One request per key, each to its slot's master (not pipelined yet).
+                for entry in entries {
+                    let set = crate::store::redis::set(entry.key, entry.value, entry.ttl);
+                    direct.request(entry.key, &set, deadline)?;
+                }
+                Ok(Reply::Done)
+            }
             Op::Delete(key) => {
                 direct.request(key, &crate::store::redis::del(key), deadline)?;
                 Ok(Reply::Done)
@@ -675,6 +694,7 @@ enum Owned {
         value: Vec<u8>,
         ttl: Option<Duration>,
     },
+    SetMany(Vec<(String, Vec<u8>, Option<Duration>)>),
     Delete(String),
     Lock {
         key: String,
@@ -697,6 +717,12 @@ impl From<Op<'_>> for Owned {
                 value: value.to_vec(),
                 ttl,
             },
+            Op::SetMany(entries) => Owned::SetMany(
+                entries
+                    .iter()
+                    .map(|e| (e.key.to_owned(), e.value.to_vec(), e.ttl))
+                    .collect(),
+            ),
             Op::Delete(key) => Owned::Delete(key.to_owned()),
             Op::Lock { key, token, lease } => Owned::Lock {
                 key: lock_key(key).into_owned(),

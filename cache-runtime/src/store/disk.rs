@@ -30,7 +30,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::clock;
-use crate::store::{Budget, Failure, Op, Pending, Reply, SharedStore, StoreError};
+use crate::store::{Budget, Failure, Op, Pending, Reply, SetEntry, SharedStore, StoreError};
 use crate::sync::{lock, off_the_runtime};
 
 /// The database file's name inside the store's directory.
@@ -156,6 +156,7 @@ impl SharedStore for DiskStore {
                 self.get_many(&keys).map(Reply::Values)
             }
             Op::Set { key, value, ttl } => self.set(key, value, ttl).map(|()| Reply::Done),
+            Op::SetMany(entries) => self.set_many(entries).map(|()| Reply::Done),
             Op::Delete(key) => self.delete(key).map(|()| Reply::Done),
             Op::DeletePrefix(prefix) => self.delete_prefix(prefix).map(Reply::Count),
             Op::Lock { key, token, lease } => self.try_lock(key, token, lease).map(Reply::Locked),
@@ -289,6 +290,38 @@ impl DiskStore {
                     size = excluded.size",
             )?
             .execute(params![key, value, expires, now, size])?;
+            let total: i64 = tx
+                .prepare_cached("SELECT value FROM meta WHERE name = 'bytes'")?
+                .query_row([], |row| row.get(0))?;
+            if total as u64 > self.max_bytes {
+                evict(&tx, now, self.max_bytes / 10 * 9)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Stores every entry in one transaction (one fsync), each for its own `ttl`.
+    pub(crate) fn set_many(&self, entries: &[SetEntry<'_>]) -> Result<()> {
+        self.with(|conn| {
+            let now = clock::unix_millis() as i64;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO entries (key, value, expires_at, used_at, size)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                        expires_at = excluded.expires_at, used_at = excluded.used_at,
+                        size = excluded.size",
+                )?;
+                for entry in entries {
+                    let expires = entry
+                        .ttl
+                        .map(|ttl| now.saturating_add(ttl.as_millis().max(1) as i64));
+                    let size = (entry.key.len() + entry.value.len()) as i64;
+                    insert.execute(params![entry.key, entry.value, expires, now, size])?;
+                }
+            }
             let total: i64 = tx
                 .prepare_cached("SELECT value FROM meta WHERE name = 'bytes'")?
                 .query_row([], |row| row.get(0))?;
@@ -718,6 +751,30 @@ mod tests {
         );
         store.delete("a").unwrap();
         assert_eq!(store.get("a").unwrap(), None);
+    }
+
+    #[test]
+    fn many_values_are_written_in_one_transaction() {
+        let dir = TempDir::new("set-many");
+        let store = store(&dir);
+        store.set("a", b"old", None).unwrap();
+        let entries = [
+            SetEntry {
+                key: "a",
+                value: b"new",
+                ttl: None,
+            },
+            SetEntry {
+                key: "b",
+                value: b"two",
+                ttl: Some(Duration::from_secs(60)),
+            },
+        ];
+        store.set_many(&entries).unwrap();
+        assert_eq!(
+            store.get_many(&["a", "b", "c"]).unwrap(),
+            vec![Some(b"new".to_vec()), Some(b"two".to_vec()), None]
+        );
     }
 
     #[test]

@@ -329,6 +329,16 @@ fn request_for(op: &Op<'_>) -> Request {
             mget.request()
         }
         Op::Set { key, value, ttl } => set(key, value, ttl),
+        Op::SetMany(entries) => {
+            // One SET per entry, pipelined: one round-trip, and each keeps its own expiry.
+            let mut pipe = redis::pipe();
+            for entry in entries {
+                if let Request::One(cmd) = set(entry.key, entry.value, entry.ttl) {
+                    pipe.add_command(cmd);
+                }
+            }
+            Request::Many(pipe)
+        }
         Op::Delete(key) => del(key),
         Op::Lock { key, token, lease } => Request::One(
             redis::cmd("SET")
@@ -375,6 +385,14 @@ fn reply_for(op: &Op<'_>, answer: Value) -> Result<Reply, Failure> {
             Ok(Reply::Values(values))
         }
         (Op::Set { .. }, Value::Okay | Value::SimpleString(_)) => Ok(Reply::Done),
+        (Op::SetMany(entries), Value::Array(answers))
+            if answers.len() == entries.len()
+                && answers
+                    .iter()
+                    .all(|a| matches!(a, Value::Okay | Value::SimpleString(_))) =>
+        {
+            Ok(Reply::Done)
+        }
         (Op::Delete(_) | Op::Unlock { .. }, Value::Int(_)) => Ok(Reply::Done),
         (Op::Lock { .. }, Value::Okay | Value::SimpleString(_)) => Ok(Reply::Locked(true)),
         (Op::Lock { .. }, Value::Nil) => Ok(Reply::Locked(false)),

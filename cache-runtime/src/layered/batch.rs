@@ -1,0 +1,342 @@
+//! Batch functions: `#[cached(batch)] fn users(ids: &[K]) -> HashMap<K, V>`, each element
+//! cached on its own under the key of a one-argument call (`users::key_for(&id)`).
+//!
+//! ```text
+//! call_batch(ids)
+//!   each id (once): front table, L1, preload scope           hit -> into the answer
+//!   each id still missing: single flight on its key          another caller leads -> wait
+//!   the ids this call leads: one GetMany (one MGET)          found -> decode, backfill L1
+//!   the rest: body(ids) once -> L1 insert -> release waiters -> one SetMany (pipelined SETs)
+//!   the ids waited for: L1 again; one whose leader's body did not return it goes round again
+//! ```
+//!
+//! A call never waits for another while it leads keys of its own (it releases them first),
+//! so batches overlapping in any order cannot deadlock. Elements the body did not return are
+//! not cached; `misses` counts the elements the body was asked for.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Backfill, CachedFn, Call, FrontKey, Remote};
+use crate::config::{self, Installed};
+use crate::flight::{Joined, Leader, Waiter};
+use crate::freshness::Verdict;
+use crate::front::{Lookup, Probe};
+use crate::io::{self, Blocking, Io, NonBlocking};
+use crate::key::{KeyBuf, RemoteName};
+use crate::scope::Preloaded;
+use crate::stats::Counters;
+use crate::store::{Budget, Op, Reply, SetEntry};
+
+/// A return type of a batch function: `HashMap<K, V>` (always cached) or
+/// `Result<HashMap<K, V>, E>` (only `Ok` is cached; an `Err` is the call's answer).
+pub trait BatchOutcome<K, V>: Sized {
+    /// An answer made of these elements.
+    fn from_elements(elements: Vec<(K, V)>) -> Self;
+    /// The elements to cache, or the result itself when nothing is to be (an `Err`).
+    fn into_elements(self) -> Result<Vec<(K, V)>, Self>;
+}
+
+impl<K: Eq + Hash, V, S: BuildHasher + Default> BatchOutcome<K, V> for HashMap<K, V, S> {
+    fn from_elements(elements: Vec<(K, V)>) -> Self {
+        elements.into_iter().collect()
+    }
+
+    fn into_elements(self) -> Result<Vec<(K, V)>, Self> {
+        Ok(self.into_iter().collect())
+    }
+}
+
+impl<K: Eq + Hash, V, S: BuildHasher + Default, E> BatchOutcome<K, V>
+    for Result<HashMap<K, V, S>, E>
+{
+    fn from_elements(elements: Vec<(K, V)>) -> Self {
+        Ok(elements.into_iter().collect())
+    }
+
+    fn into_elements(self) -> Result<Vec<(K, V)>, Self> {
+        match self {
+            Ok(map) => Ok(map.into_iter().collect()),
+            Err(error) => Err(Err(error)),
+        }
+    }
+}
+
+/// One distinct id of a batch call and where its key lives.
+struct Element<'a, K, V: 'static> {
+    id: &'a K,
+    call: Call<'a, V>,
+    /// Whether the shared store may hold it (no preload scope found it absent).
+    ask_first: bool,
+}
+
+/// The shared store of a batch call, and the prefix its keys are named with.
+struct Shared {
+    installed: Arc<Installed>,
+    remote: Remote,
+}
+
+impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
+    /// A sync batch call: answers every id from the layers it can, and runs `body` with the
+    /// ids still missing (once, unless another caller's body left out ids this call waited
+    /// for). `encode` writes one id's key.
+    pub fn call_batch<K, O>(
+        &'static self,
+        front: &'static FrontKey<V>,
+        ids: &[K],
+        encode: impl Fn(&K) -> KeyBuf,
+        mut body: impl FnMut(Vec<K>) -> O,
+    ) -> O
+    where
+        K: Clone + Eq + Hash,
+        O: BatchOutcome<K, V>,
+    {
+        let run = |missing: Vec<K>| std::future::ready(body(missing));
+        io::block_on(self.batch(&Blocking, front, ids, encode, run))
+    }
+
+    /// An async batch call (see [`call_batch`](Self::call_batch)).
+    pub async fn call_batch_async<K, O, F>(
+        &'static self,
+        front: &'static FrontKey<V>,
+        ids: &[K],
+        encode: impl Fn(&K) -> KeyBuf,
+        body: impl FnMut(Vec<K>) -> F,
+    ) -> O
+    where
+        K: Clone + Eq + Hash,
+        O: BatchOutcome<K, V>,
+        F: Future<Output = O>,
+    {
+        self.batch(&NonBlocking, front, ids, encode, body).await
+    }
+
+    async fn batch<I: Io, K, O, F>(
+        &'static self,
+        io: &I,
+        front: &'static FrontKey<V>,
+        ids: &[K],
+        encode: impl Fn(&K) -> KeyBuf,
+        mut body: impl FnMut(Vec<K>) -> F,
+    ) -> O
+    where
+        K: Clone + Eq + Hash,
+        O: BatchOutcome<K, V>,
+        F: Future<Output = O>,
+    {
+        let keys: Vec<KeyBuf> = ids.iter().map(&encode).collect();
+        let mut found: Vec<(K, V)> = Vec::with_capacity(ids.len());
+        let mut pending: Vec<Element<'_, K, V>> = Vec::new();
+        let mut seen = HashSet::with_capacity(ids.len());
+        for (id, args) in ids.iter().zip(&keys) {
+            if !seen.insert(args.as_str()) {
+                continue;
+            }
+            let probe = Probe::of(args);
+            if let Lookup::Hit(value) = self.front_hit(front, &probe, args.as_str()) {
+                found.push((id.clone(), value));
+                continue;
+            }
+            let call = self.call_site(front, args.as_str(), probe, Lookup::Miss);
+            if let Some(entry) = self.l1.get(call.args) {
+                if entry.verdict() != Verdict::Gone {
+                    found.push((id.clone(), self.l1_served(&call, entry)));
+                    continue;
+                }
+            }
+            let ask_first = match self.preloaded(&call) {
+                Preloaded::Served(Backfill::Fresh(value) | Backfill::Servable(value)) => {
+                    found.push((id.clone(), value));
+                    continue;
+                }
+                Preloaded::Served(Backfill::Undecodable) | Preloaded::Absent => false,
+                Preloaded::Served(Backfill::Expired) | Preloaded::Unknown => true,
+            };
+            pending.push(Element {
+                id,
+                call,
+                ask_first,
+            });
+        }
+        let shared = if pending.is_empty() {
+            None
+        } else {
+            self.shared()
+        };
+        let budget = Budget::default();
+        while !pending.is_empty() {
+            let mut led: Vec<(Element<'_, K, V>, Leader<'static>)> = Vec::new();
+            let mut waiting: Vec<(Element<'_, K, V>, Waiter)> = Vec::new();
+            for element in pending.drain(..) {
+                match self
+                    .flights
+                    .join(element.call.args, element.call.probe.hash)
+                {
+                    Joined::Leader(leader) => match self.fresh_in_l1(&element.call) {
+                        // Another caller stored it since this call looked.
+                        Some(value) => found.push((element.id.clone(), value)),
+                        None => led.push((element, leader)),
+                    },
+                    Joined::Waiter(waiter) => waiting.push((element, waiter)),
+                }
+            }
+            if let Some(shared) = &shared {
+                led = self.read_many(io, shared, led, &mut found, &budget).await;
+            }
+            if !led.is_empty() {
+                let asked: Vec<K> = led.iter().map(|(e, _)| e.id.clone()).collect();
+                for _ in &asked {
+                    Counters::add(&self.counters.misses);
+                }
+                let started = Instant::now();
+                let elements = match body(asked).await.into_elements() {
+                    Ok(elements) => elements,
+                    // Nothing is cached; the leaders are released as they drop.
+                    Err(out) => return out,
+                };
+                let compute_time = started.elapsed();
+                let mut writes = Vec::new();
+                let remote = shared.as_ref().map(|s| &s.remote);
+                let position: HashMap<&K, usize> = led
+                    .iter()
+                    .enumerate()
+                    .map(|(at, (e, _))| (e.id, at))
+                    .collect();
+                for (id, value) in &elements {
+                    // Only the ids asked for are cached (and each once).
+                    let Some(&at) = position.get(id) else {
+                        continue;
+                    };
+                    let element = &led[at].0;
+                    let call = &element.call;
+                    // An invalidation since the call began: the value may predate it.
+                    if self.epoch.load(std::sync::atomic::Ordering::Acquire) != call.epoch {
+                        continue;
+                    }
+                    if let Some(write) = self.store_value(call, remote, value, compute_time, false)
+                    {
+                        writes.push((call.args, write));
+                    }
+                }
+                drop(led);
+                found.extend(elements);
+                if let Some(shared) = &shared {
+                    self.write_many(io, shared, &writes, &budget).await;
+                }
+            }
+            for (element, waiter) in waiting {
+                io.wait(waiter).await;
+                match self.fresh_in_l1(&element.call) {
+                    Some(value) => found.push((element.id.clone(), value)),
+                    // The leader's body did not return it (or failed): look again.
+                    None => pending.push(element),
+                }
+            }
+        }
+        O::from_elements(found)
+    }
+
+    /// The function's shared store, when it has one and it is available.
+    fn shared(&self) -> Option<Shared> {
+        self.remote.as_ref()?;
+        let installed = config::current()?;
+        let store = Arc::clone(self.store_in(&installed)?);
+        if !store.available() {
+            Counters::add(&self.counters.l2_errors);
+            return None;
+        }
+        Some(Shared {
+            installed,
+            remote: Remote {
+                store,
+                key: String::new(),
+                ask_first: true,
+            },
+        })
+    }
+
+    /// Reads the led elements the store may hold with one `GetMany`; those found fresh go to
+    /// `found` (and L1), their leaders are released, and the others are returned.
+    async fn read_many<'a, I: Io, K: Clone>(
+        &'static self,
+        io: &I,
+        shared: &Shared,
+        led: Vec<(Element<'a, K, V>, Leader<'static>)>,
+        found: &mut Vec<(K, V)>,
+        budget: &Budget,
+    ) -> Vec<(Element<'a, K, V>, Leader<'static>)> {
+        let names: Vec<RemoteName<'_>> = led
+            .iter()
+            .filter(|(e, _)| e.ask_first)
+            .map(|(e, _)| self.remote_name(&shared.installed, e.call.args))
+            .collect();
+        if names.is_empty() {
+            return led;
+        }
+        let reply = self
+            .send(io, &shared.remote, Op::GetMany(&names), budget)
+            .await;
+        let values = match reply {
+            Some(Reply::Values(values)) if values.len() == names.len() => values,
+            _ => return led,
+        };
+        let mut values = values.into_iter();
+        let mut missing = Vec::with_capacity(led.len());
+        for (element, leader) in led {
+            if !element.ask_first {
+                missing.push((element, leader));
+                continue;
+            }
+            let bytes = values.next().flatten();
+            let backfill = bytes.map(|bytes| self.decode_into_l1(&element.call, &bytes));
+            match backfill {
+                Some(Backfill::Fresh(value) | Backfill::Servable(value)) => {
+                    Counters::add(&self.counters.l2_hits);
+                    found.push((element.id.clone(), value));
+                }
+                _ => missing.push((element, leader)),
+            }
+        }
+        missing
+    }
+
+    /// Sends the computed elements' writes in one `SetMany`.
+    async fn write_many<I: Io>(
+        &self,
+        io: &I,
+        shared: &Shared,
+        writes: &[(&str, super::Write)],
+        budget: &Budget,
+    ) {
+        if writes.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = writes
+            .iter()
+            .map(|(args, _)| self.remote_name(&shared.installed, args).to_string())
+            .collect();
+        let entries: Vec<SetEntry<'_>> = writes
+            .iter()
+            .zip(&keys)
+            .map(|((_, write), key)| SetEntry {
+                key,
+                value: &write.bytes,
+                ttl: write.ttl,
+            })
+            .collect();
+        self.send(io, &shared.remote, Op::SetMany(&entries), budget)
+            .await;
+    }
+
+    fn remote_name<'a>(&'a self, installed: &'a Installed, args: &'a str) -> RemoteName<'a> {
+        RemoteName {
+            prefix: &installed.prefix,
+            name: &self.settings.name,
+            version: self.settings.version,
+            args,
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! `#[cached(batch)]` against a real Redis: each element of `fn f(ids: &[K]) -> HashMap<K, V>`
+//! is an entry of its own, the elements missing from the layers are read with one MGET, the
+//! body runs once with the ids still missing, and their values go back in one pipeline.
+//!
+//! Values get into Redis through a one-argument writer function that shares the batch
+//! function's cache `name` (and so its Redis entries, since an element's key is the key of
+//! a one-argument call): the batch function starts with a cold L1.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Barrier, Mutex};
+use std::thread;
+
+use cache_runtime::{cached, preload};
+use integration_tests::{with_redis, RedisServer};
+
+/// Redis' own counts of the data commands a test cares about.
+fn traffic(server: &RedisServer) -> [(&'static str, u64); 3] {
+    ["mget", "get", "set"].map(|command| (command, server.calls(command)))
+}
+
+static USER_RUNS: AtomicUsize = AtomicUsize::new(0);
+static USER_ASKED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+#[cached(ttl = 60, batch, name = "batch::users")]
+fn users(ids: &[u64]) -> HashMap<u64, String> {
+    USER_RUNS.fetch_add(1, SeqCst);
+    USER_ASKED.lock().unwrap().extend_from_slice(ids);
+    ids.iter().map(|&id| (id, format!("user {id}"))).collect()
+}
+
+#[cached(ttl = 60, name = "batch::users")]
+fn write_user(id: u64) -> String {
+    format!("user {id}")
+}
+
+#[test]
+fn a_hundred_ids_in_redis_cost_one_mget_and_no_body() {
+    let (_guard, server) = with_redis("batch-all");
+    for id in 0..100 {
+        write_user(id);
+    }
+    assert_eq!(users::key_for(&7), write_user::key(7));
+    assert_eq!(
+        users::key_for(&7).to_string(),
+        write_user::key(7).to_string()
+    );
+    server.reset_stats();
+
+    let ids: Vec<u64> = (0..100).collect();
+    let found = users(&ids);
+
+    assert_eq!(found.len(), 100);
+    assert_eq!(found[&42], "user 42");
+    assert_eq!(traffic(&server), [("mget", 1), ("get", 0), ("set", 0)]);
+    assert_eq!(USER_RUNS.load(SeqCst), 0, "the body never ran");
+    assert_eq!(users::stats().l2_hits, 100);
+    // Backfilled into L1: the same call again sends nothing.
+    assert_eq!(users(&ids), found);
+    assert_eq!(traffic(&server), [("mget", 1), ("get", 0), ("set", 0)]);
+    assert_eq!(users::stats().l1_hits, 100);
+}
+
+static PROFILE_RUNS: AtomicUsize = AtomicUsize::new(0);
+static PROFILE_ASKED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+#[cached(ttl = 60, batch, name = "batch::profiles")]
+fn profiles(ids: &[u64]) -> HashMap<u64, String> {
+    PROFILE_RUNS.fetch_add(1, SeqCst);
+    PROFILE_ASKED.lock().unwrap().extend_from_slice(ids);
+    ids.iter()
+        .map(|&id| (id, format!("profile {id}")))
+        .collect()
+}
+
+#[cached(ttl = 60, name = "batch::profiles")]
+fn write_profile(id: u64) -> String {
+    format!("profile {id}")
+}
+
+#[test]
+fn forty_missing_ids_run_the_body_once_with_exactly_those_and_one_pipeline_of_sets() {
+    let (_guard, server) = with_redis("batch-forty");
+    // 60 ids stored, 40 not.
+    let missing: Vec<u64> = (0..100).filter(|id| id % 5 < 2).collect();
+    assert_eq!(missing.len(), 40);
+    for id in (0..100).filter(|id| !missing.contains(id)) {
+        write_profile(id);
+    }
+    server.reset_stats();
+
+    let ids: Vec<u64> = (0..100).collect();
+    let found = profiles(&ids);
+
+    assert_eq!(found.len(), 100);
+    assert_eq!(PROFILE_RUNS.load(SeqCst), 1, "one body run");
+    let mut asked = PROFILE_ASKED.lock().unwrap().clone();
+    asked.sort_unstable();
+    assert_eq!(
+        asked, missing,
+        "the body was asked for exactly the missing ids"
+    );
+    // One MGET, no GET, and a SET (with its expiry) for each computed element.
+    assert_eq!(traffic(&server), [("mget", 1), ("get", 0), ("set", 40)]);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(profiles::key_for(&0).to_string())
+        .query(&mut server.connection())
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "stored with the ttl, got {ttl}");
+    assert_eq!(profiles::stats().misses, 40);
+    assert_eq!(profiles::stats().l2_hits, 60);
+
+    // Another process (a cold L1) finds all 100 in Redis now.
+    profiles::clear_local();
+    server.reset_stats();
+    assert_eq!(profiles(&ids), found);
+    assert_eq!(traffic(&server), [("mget", 1), ("get", 0), ("set", 0)]);
+    assert_eq!(PROFILE_RUNS.load(SeqCst), 1);
+}
+
+static PAGE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = 60, batch, name = "batch::pages")]
+fn pages(ids: &[u64]) -> HashMap<u64, String> {
+    PAGE_RUNS.fetch_add(1, SeqCst);
+    ids.iter().map(|&id| (id, format!("page {id}"))).collect()
+}
+
+#[cached(ttl = 60, name = "batch::pages")]
+fn write_page(id: u64) -> String {
+    format!("page {id}")
+}
+
+#[test]
+fn inside_a_preload_scope_elements_come_from_the_scope_without_another_mget() {
+    let (_guard, server) = with_redis("batch-scope");
+    for id in 0..20 {
+        write_page(id);
+    }
+    server.reset_stats();
+    let ids: Vec<u64> = (0..20).collect();
+
+    let found = preload(pages::keys(&ids), || pages(&ids));
+
+    assert_eq!(found.len(), 20);
+    assert_eq!(traffic(&server), [("mget", 1), ("get", 0), ("set", 0)]);
+    assert_eq!(pages::stats().scope_hits, 20);
+    assert_eq!(PAGE_RUNS.load(SeqCst), 0);
+}
+
+static CARD_ASKED: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
+
+#[cached(ttl = 60, batch, name = "batch::cards")]
+fn cards(ids: &[u64]) -> HashMap<u64, String> {
+    CARD_ASKED.lock().unwrap().push(ids.to_vec());
+    ids.iter().map(|&id| (id, format!("card {id}"))).collect()
+}
+
+#[test]
+fn invalidating_one_element_recomputes_only_that_one() {
+    let (_guard, server) = with_redis("batch-invalidate");
+    cards(&[1, 2, 3]);
+    let stored = |id: u64| -> bool {
+        redis::cmd("EXISTS")
+            .arg(cards::key_for(&id).to_string())
+            .query(&mut server.connection())
+            .unwrap()
+    };
+    assert!(stored(2));
+
+    cards::invalidate(&[2]);
+
+    assert!(!stored(2), "removed from Redis");
+    assert!(stored(1) && stored(3), "the others stay");
+    server.reset_stats();
+    assert_eq!(cards(&[1, 2, 3]).len(), 3);
+    assert_eq!(*CARD_ASKED.lock().unwrap(), [vec![1, 2, 3], vec![2]]);
+    // 1 and 3 from L1; 2 asked of Redis (absent), computed, stored.
+    assert_eq!(traffic(&server), [("mget", 1), ("get", 0), ("set", 1)]);
+}
+
+static LOCAL_ASKED: Mutex<Vec<Vec<u32>>> = Mutex::new(Vec::new());
+
+#[cached(local, batch)]
+fn squares(ns: &[u32]) -> HashMap<u32, u64> {
+    LOCAL_ASKED.lock().unwrap().push(ns.to_vec());
+    ns.iter()
+        .map(|&n| (n, u64::from(n) * u64::from(n)))
+        .collect()
+}
+
+#[test]
+fn a_local_batch_function_keeps_its_elements_in_memory() {
+    let (_guard, server) = with_redis("batch-local");
+
+    assert_eq!(squares(&[1, 2, 3])[&3], 9);
+    // Duplicates are asked once; 2 and 3 are in L1.
+    let found = squares(&[2, 3, 4, 4]);
+    assert_eq!(found, HashMap::from([(2, 4), (3, 9), (4, 16)]));
+    assert_eq!(*LOCAL_ASKED.lock().unwrap(), [vec![1, 2, 3], vec![4]]);
+    assert_eq!(squares::peek(&4), Some(16));
+    assert_eq!(squares::stats().l1_hits, 2);
+    assert_eq!(traffic(&server), [("mget", 0), ("get", 0), ("set", 0)]);
+}
+
+static SHARED_COUNTS: [AtomicUsize; 100] = [const { AtomicUsize::new(0) }; 100];
+static SHARED_BODIES: Barrier = Barrier::new(2);
+
+#[cached(ttl = 60, batch, name = "batch::overlapping")]
+fn overlapping(ids: &[usize]) -> HashMap<usize, usize> {
+    for &id in ids {
+        SHARED_COUNTS[id].fetch_add(1, SeqCst);
+    }
+    // Both calls' bodies run at once: each call joined the flights of all its ids before
+    // its body started, so the ids they share are led by one and waited for by the other.
+    SHARED_BODIES.wait();
+    ids.iter().map(|&id| (id, id * 10)).collect()
+}
+
+#[test]
+fn overlapping_concurrent_calls_compute_each_id_once() {
+    let (_guard, server) = with_redis("batch-overlap");
+    let first: Vec<usize> = (0..60).collect();
+    let second: Vec<usize> = (30..100).collect();
+
+    let (a, b) = thread::scope(|s| {
+        let a = s.spawn(|| overlapping(&first));
+        let b = s.spawn(|| overlapping(&second));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+
+    assert_eq!(a.len(), 60);
+    assert_eq!(b.len(), 70);
+    assert_eq!(a[&45], 450);
+    assert_eq!(b[&45], 450);
+    let counts: Vec<usize> = SHARED_COUNTS.iter().map(|c| c.load(SeqCst)).collect();
+    assert_eq!(counts, vec![1; 100], "each id computed once");
+    assert_eq!(server.calls("set"), 100);
+}
+
+static ASYNC_ASKED: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
+
+#[derive(Debug, PartialEq)]
+struct NotFound;
+
+/// Even ids exist; odd ones are left out of the map (and not cached); id 13 fails the call.
+#[cached(ttl = 60, batch, name = "batch::accounts")]
+async fn accounts(ids: &[u64]) -> Result<HashMap<u64, String>, NotFound> {
+    ASYNC_ASKED.lock().unwrap().push(ids.to_vec());
+    tokio::task::yield_now().await;
+    if ids.contains(&13) {
+        return Err(NotFound);
+    }
+    Ok(ids
+        .iter()
+        .filter(|&&id| id % 2 == 0)
+        .map(|&id| (id, format!("account {id}")))
+        .collect())
+}
+
+#[allow(clippy::await_holding_lock)] // the guard only keeps config-installing tests apart
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_batch_function_caches_the_elements_it_returned() {
+    let (_guard, server) = with_redis("batch-async");
+
+    let found = accounts(&[1, 2, 3, 4]).await.unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[&4], "account 4");
+    assert_eq!(traffic(&server), [("mget", 1), ("get", 0), ("set", 2)]);
+
+    // 2 and 4 are cached; 1 and 3, which the body did not return, are asked again.
+    let again = accounts(&[1, 2, 3, 4]).await.unwrap();
+    assert_eq!(again, found);
+    assert_eq!(accounts(&[13, 2]).await, Err(NotFound));
+    assert_eq!(accounts::peek(&13).await, None, "an Err caches nothing");
+    assert_eq!(
+        *ASYNC_ASKED.lock().unwrap(),
+        [vec![1, 2, 3, 4], vec![1, 3], vec![13]]
+    );
+    accounts::invalidate(&[2]).await;
+    assert_eq!(accounts::peek(&2).await, None);
+}
