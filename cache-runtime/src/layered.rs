@@ -22,6 +22,7 @@ use std::thread::LocalKey;
 use std::time::{Duration, Instant};
 
 use crate::clock;
+use crate::coherence::{self, Change, Coherent, Stamps};
 use crate::codec::{self, DecodeError, DefaultCodec, Header};
 use crate::config::{self, Installed};
 use crate::flight::{self, Flights, Joined, Leader};
@@ -104,6 +105,10 @@ pub struct CachedFn<V> {
     epoch: AtomicU64,
     /// What front-table slots are checked against (see `front`).
     front_epochs: Epochs,
+    /// When messages of other processes last arrived, per stripe of keys (see `coherence`).
+    stamps: Stamps,
+    /// Whether the function is in the listener's registry (see `coherence`).
+    registered: AtomicBool,
     flights: Flights,
     counters: Counters,
     /// Error reply codes logged at `warn`, and when (unix ms) they last were.
@@ -133,6 +138,9 @@ struct Call<'a, V: 'static> {
     picked_for_refresh: Option<u64>,
     /// What the call may still spend waiting on Redis.
     budget: Budget,
+    /// When the call began looking past the front table ([`clock::coarse`]): anything it
+    /// reads or computes is no older.
+    born: u64,
 }
 
 /// What became of stored bytes read from Redis or a preload scope.
@@ -178,6 +186,8 @@ struct Remote {
     key: String,
     /// `false` when a preload scope already found the key absent: no GET, just compute.
     ask_first: bool,
+    /// Where writes and removals are announced to the other processes (see `coherence`).
+    channel: Option<Arc<str>>,
 }
 
 impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
@@ -189,6 +199,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             remote,
             epoch: AtomicU64::new(0),
             front_epochs: Epochs::new(),
+            stamps: Stamps::new(),
+            registered: AtomicBool::new(false),
             flights: Flights::new(),
             counters: Counters::default(),
             warned: Mutex::new(Vec::new()),
@@ -297,6 +309,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 _ => None,
             },
             budget: Budget::default(),
+            born: clock::coarse(),
         }
     }
 
@@ -347,7 +360,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             call.epoch,
             call.front_epoch,
         );
-        let picked_for_refresh = call.picked_for_refresh;
+        let (picked_for_refresh, born) = (call.picked_for_refresh, call.born);
         runtime.spawn(async move {
             let call = Call {
                 front: Some(front),
@@ -357,6 +370,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 front_epoch,
                 picked_for_refresh,
                 budget: Budget::default(),
+                born,
             };
             self.compute(&NonBlocking, &call, work, body).await;
         });
@@ -479,7 +493,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 value: &write.bytes,
                 ttl: write.ttl,
             };
-            self.send(io, remote, op, &call.budget).await;
+            self.send_announced(io, remote, op, Change::Key, call.args, &call.budget)
+                .await;
         }
         if let (Some(remote), Some(owned)) = (&remote, lock) {
             self.send(io, remote, owned.release(), &call.budget).await;
@@ -547,8 +562,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         if self.remote.is_none() {
             return Preloaded::Unknown;
         }
-        let found = scope::serve(self.id(), call.epoch, call.args, |bytes| {
-            self.decode_into_l1(call, bytes)
+        let found = scope::serve(self.id(), call.epoch, call.args, |bytes, asked_at| {
+            self.decode_into_l1(call, bytes, asked_at)
         });
         if let Preloaded::Served(Backfill::Fresh(_)) = found {
             Counters::add(&self.counters.scope_hits);
@@ -582,6 +597,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             store: Arc::clone(store),
             key,
             ask_first,
+            channel: installed.channel(self.settings.store).cloned(),
         })
     }
 
@@ -618,7 +634,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             return None;
         };
         let bytes = bytes?;
-        let Backfill::Fresh(value) = self.decode_into_l1(call, &bytes) else {
+        let Backfill::Fresh(value) = self.decode_into_l1(call, &bytes, call.born) else {
             return None;
         };
         Counters::add(&self.counters.l2_hits);
@@ -669,7 +685,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     ///
     /// This thread's front table is left to the next L1 hit: a value read from Redis or a
     /// scope is often used once, and copying it there too would cost every backfill.
-    fn decode_into_l1(&'static self, call: &Call<'_, V>, bytes: &[u8]) -> Backfill<V> {
+    /// `asked_at`: when the bytes were asked for (see `coherence`).
+    fn decode_into_l1(
+        &'static self,
+        call: &Call<'_, V>,
+        bytes: &[u8],
+        asked_at: u64,
+    ) -> Backfill<V> {
         let Some(remote) = self.remote.as_ref() else {
             return Backfill::Undecodable;
         };
@@ -685,11 +707,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             .expires_at_ms
             .map(|at| Duration::from_millis(at.saturating_sub(clock::unix_millis())));
         let times = self.settings.lifetime.times(fresh_for, header.compute_time);
-        let entry = Entry::new(value, &times);
+        let entry = Entry::new(value, &times, asked_at);
         if clock::expired(entry.keep_until) {
             return Backfill::Expired;
         }
-        self.l1.insert(call.args, entry.clone());
+        self.keep(call, entry.clone());
         match entry.verdict() {
             Verdict::Fresh => Backfill::Fresh(entry.value),
             _ => Backfill::Servable(entry.value),
@@ -728,9 +750,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     ) -> Option<Write> {
         let lifetime = &self.settings.lifetime;
         let times = lifetime.new_entry(compute_time);
-        let entry = Entry::new(value.clone(), &times);
-        self.l1.insert(call.args, entry.clone());
-        if replaces {
+        let entry = Entry::new(value.clone(), &times, call.born);
+        if !self.keep(call, entry.clone()) {
+            // Another process changed the key meanwhile: the value is returned, not kept.
+        } else if replaces {
             // This thread's slot is voided too: its next call reads the new value from L1.
             self.front_epochs.bump(call.probe.hash);
         } else {
@@ -754,6 +777,51 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 None
             }
         }
+    }
+
+    /// Puts `entry` in L1, unless a message of another process about its key arrived since
+    /// its value was asked for (the value may predate the change). Checked again after the
+    /// insertion, which a message may have overtaken: then the entry is taken out again and
+    /// the front slots a reader may have filled from it are voided.
+    fn keep(&'static self, call: &Call<'_, V>, entry: Entry<V>) -> bool {
+        if !self.registered.load(Ordering::Relaxed) && !self.registered.swap(true, Ordering::AcqRel) {
+            coherence::register(self);
+        }
+        let (hash, born) = (call.probe.hash, entry.born);
+        if self.stamps.last(hash) >= born {
+            return false;
+        }
+        self.l1.insert(call.args, entry);
+        let last = self.stamps.last(hash);
+        if last >= born {
+            self.l1.remove_born_by(call.args, last);
+            self.front_epochs.bump(hash);
+            return false;
+        }
+        true
+    }
+
+    /// Sends `op` to the call's store, announced on the store's channel (when coherence is
+    /// on) as a `change` of the key with these encoded arguments.
+    async fn send_announced(
+        &self,
+        io: &impl Io,
+        remote: &Remote,
+        op: Op<'_>,
+        change: Change,
+        args: &str,
+        budget: &Budget,
+    ) -> Option<Reply> {
+        let Some(channel) = remote.channel.as_deref() else {
+            return self.send(io, remote, op, budget).await;
+        };
+        let message = coherence::message(change, &self.settings.name, self.settings.version, args);
+        let announced = Op::Announced {
+            op: &op,
+            channel,
+            message: &message,
+        };
+        self.send(io, remote, announced, budget).await
     }
 
     /// Sends one operation to the call's store; a failure is counted and logged, and reads
@@ -814,7 +882,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.front_epochs.bump_all();
         if let Some(remote) = self.remote_of(args, false) {
-            self.send(io, &remote, Op::Delete(&remote.key), &Budget::default())
+            let op = Op::Delete(&remote.key);
+            self.send_announced(io, &remote, op, Change::Key, args, &Budget::default())
                 .await;
         }
     }
@@ -850,6 +919,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             epoch: self.epoch.load(Ordering::Acquire),
             picked_for_refresh: None,
             budget: Budget::default(),
+            born: clock::coarse(),
         }
     }
 
@@ -878,7 +948,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         else {
             return None;
         };
-        match self.decode_into_l1(&call, &bytes?) {
+        match self.decode_into_l1(&call, &bytes?, call.born) {
             Backfill::Fresh(value) | Backfill::Servable(value) => Some(value),
             Backfill::Expired | Backfill::Undecodable => None,
         }
@@ -908,7 +978,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 value: &write.bytes,
                 ttl: write.ttl,
             };
-            self.send(io, remote, op, &call.budget).await;
+            self.send_announced(io, remote, op, Change::Key, call.args, &call.budget)
+                .await;
         }
     }
 
@@ -928,11 +999,50 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         // The key of empty arguments is the prefix every key of the function starts with.
         if let Some(remote) = self.remote_of("", false) {
             let op = Op::DeletePrefix(&remote.key);
-            if let Some(Reply::Count(removed)) =
-                self.send(io, &remote, op, &Budget::default()).await
+            let budget = Budget::default();
+            if let Some(Reply::Count(removed)) = self
+                .send_announced(io, &remote, op, Change::All, "", &budget)
+                .await
             {
                 tracing::debug!(name = %self.settings.name, removed, "cleared from the shared store");
             }
+        }
+    }
+}
+
+/// What the listener of other processes' messages does to this function (see `coherence`).
+impl<V: Clone + Send + Sync + 'static> Coherent for CachedFn<V> {
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    fn version(&self) -> u32 {
+        self.settings.version
+    }
+
+    fn store_name(&self) -> Option<&'static str> {
+        self.settings.store
+    }
+
+    fn forget_remote(&self, args: &str) {
+        let now = clock::coarse();
+        let hashes = front::probe_hashes(args);
+        // First the stamps, so that a value being read or computed now is not kept; then L1;
+        // then the front slots, which may hold copies of what L1 held.
+        for hash in hashes.into_iter().flatten() {
+            self.stamps.seen(hash, now);
+        }
+        self.l1.remove_born_by(args, now);
+        for hash in hashes.into_iter().flatten() {
+            self.front_epochs.bump(hash);
+        }
+    }
+
+    fn forget_all_remote(&self, lost: bool) {
+        self.stamps.seen_all(clock::coarse());
+        self.clear_local();
+        if lost {
+            Counters::add(&self.counters.coherence_flushes);
         }
     }
 }

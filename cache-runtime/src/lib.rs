@@ -24,6 +24,7 @@
 #[cfg(feature = "redis")]
 mod breaker;
 mod clock;
+mod coherence;
 pub mod codec;
 mod config;
 mod flight;

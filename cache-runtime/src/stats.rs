@@ -25,6 +25,10 @@ pub struct Stats {
     /// Values in Redis that could not be decoded (foreign, truncated or of another type); each
     /// was treated as a miss and overwritten.
     pub decode_errors: u64,
+    /// Times L1 and the front tables were emptied because the connection that hears other
+    /// processes' invalidations was lost (messages may have been missed meanwhile); see
+    /// [`Config::coherent`](crate::Config::coherent).
+    pub coherence_flushes: u64,
 }
 
 /// A counter written by a single thread and read by any.
@@ -52,6 +56,7 @@ pub(crate) struct Counters {
     pub(crate) misses: AtomicU64,
     pub(crate) l2_errors: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
+    pub(crate) coherence_flushes: AtomicU64,
     thread_hits: Mutex<Vec<Arc<OwnedCounter>>>,
 }
 
@@ -91,6 +96,7 @@ impl Counters {
             misses: self.misses.load(Relaxed),
             l2_errors: self.l2_errors.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),
+            coherence_flushes: self.coherence_flushes.load(Relaxed),
         }
     }
 }

@@ -19,15 +19,19 @@ pub(crate) struct Entry<V> {
     pub(crate) keep_until: u64,
     /// Δ·β of early refresh, in nanoseconds (0 = off).
     pub(crate) delta_beta: u64,
+    /// When the call that read or computed the value began ([`clock::coarse`]): see
+    /// [`crate::coherence`].
+    pub(crate) born: u64,
 }
 
 impl<V> Entry<V> {
-    pub(crate) fn new(value: V, times: &Times) -> Self {
+    pub(crate) fn new(value: V, times: &Times, born: u64) -> Self {
         Entry {
             value,
             deadline: times.deadline,
             keep_until: times.keep_until,
             delta_beta: times.delta_beta,
+            born,
         }
     }
 
@@ -95,6 +99,16 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
 
     pub(crate) fn remove(&self, args: &str) {
         self.cache.invalidate(args);
+    }
+
+    /// Removes the entry for `args` if it was born no later than `at` (a newer one stays).
+    pub(crate) fn remove_born_by(&self, args: &str, at: u64) {
+        self.cache
+            .entry(Box::from(args))
+            .and_compute_with(|entry| match entry {
+                Some(entry) if entry.value().born <= at => moka::ops::compute::Op::Remove,
+                _ => moka::ops::compute::Op::Nop,
+            });
     }
 
     /// Drops every entry now (moka's `invalidate_all` alone is lazy: each later access would

@@ -10,6 +10,7 @@
 //! it is part of has spent its [`Budget`] (two timeouts) on Redis already.
 
 mod blocking;
+mod subscriber;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,7 +24,9 @@ use redis::{
 use crate::breaker::Breaker;
 use crate::config::{redacted, Error, TlsFiles};
 use crate::key::RemoteName;
-use crate::store::{Budget, Failure, Op, Pending, Reply, SharedStore, StoreError};
+use crate::store::{
+    Budget, Event, Failure, Op, Pending, Reply, SharedStore, StoreError, Subscription,
+};
 use crate::sync::lock;
 
 use blocking::{Answer, Connection, OpenError};
@@ -44,6 +47,7 @@ use tls::Tls;
 
 /// Without the `tls` feature: no TLS settings (redis-rs refuses `rediss://` URLs).
 #[cfg(not(feature = "tls"))]
+#[derive(Clone)]
 pub(crate) struct Tls;
 
 #[cfg(not(feature = "tls"))]
@@ -293,9 +297,32 @@ impl SharedStore for RedisStore {
             }
             return Ok(Reply::Count(clear.removed));
         }
+        if let Op::Announced {
+            op: op @ Op::DeletePrefix(_),
+            channel,
+            message,
+        } = op
+        {
+            let reply = self.run(*op, budget)?;
+            self.request::<Value>(&publish(channel, message), &Budget::default())?;
+            return Ok(reply);
+        }
         let request = request_for(&op);
         let answer = self.request::<Value>(&request, budget)?;
         reply_for(&op, answer)
+    }
+
+    fn subscribe(
+        &self,
+        channel: &str,
+        events: Box<dyn FnMut(Event<'_>) + Send>,
+    ) -> Option<Subscription> {
+        let target = subscriber::Target {
+            info: self.info.clone(),
+            tls: self.tls.clone(),
+            timeout: self.timeout,
+        };
+        subscriber::start(target, channel.to_owned(), events)
     }
 
     fn run_async<'a>(&'a self, op: Op<'a>, budget: &'a Budget) -> Pending<'a> {
@@ -309,6 +336,18 @@ impl SharedStore for RedisStore {
                     clear.answer(answer)?;
                 }
                 return Ok(Reply::Count(clear.removed));
+            }
+            if let Op::Announced {
+                op: op @ Op::DeletePrefix(_),
+                channel,
+                message,
+            } = op
+            {
+                let reply = self.run_async(*op, budget).await?;
+                let publish = publish(channel, message);
+                self.request_async::<Value>(&publish, &Budget::default())
+                    .await?;
+                return Ok(reply);
             }
             let request = request_for(&op);
             let answer = self.request_async::<Value>(&request, budget).await?;
@@ -353,8 +392,35 @@ fn request_for(op: &Op<'_>) -> Request {
                     .to_owned(),
             )
         }
+        Op::Announced {
+            op,
+            channel,
+            message,
+        } => {
+            // The operation and its announcement in one round-trip; the announcement is
+            // sent only once the operation's command is (Redis runs them in order).
+            let mut pipe = redis::pipe();
+            match request_for(op) {
+                Request::One(cmd) => pipe.add_command(cmd),
+                Request::Many(inner) => {
+                    for cmd in inner.cmd_iter() {
+                        pipe.add_command(cmd.clone());
+                    }
+                    &mut pipe
+                }
+            };
+            if let Request::One(cmd) = publish(channel, message) {
+                pipe.add_command(cmd);
+            }
+            Request::Many(pipe)
+        }
         Op::DeletePrefix(_) => unreachable!("clearing a prefix takes several requests"),
     }
+}
+
+/// `PUBLISH channel message`.
+fn publish(channel: &str, message: &[u8]) -> Request {
+    Request::One(redis::cmd("PUBLISH").arg(channel).arg(message).to_owned())
 }
 
 /// Reads Redis' answer to `op`.
@@ -378,6 +444,12 @@ fn reply_for(op: &Op<'_>, answer: Value) -> Result<Reply, Failure> {
         (Op::Delete(_) | Op::Unlock { .. }, Value::Int(_)) => Ok(Reply::Done),
         (Op::Lock { .. }, Value::Okay | Value::SimpleString(_)) => Ok(Reply::Locked(true)),
         (Op::Lock { .. }, Value::Nil) => Ok(Reply::Locked(false)),
+        // The operation's reply, then PUBLISH's count of receivers.
+        (Op::Announced { op, .. }, Value::Array(mut replies)) if replies.len() == 2 => {
+            replies.pop();
+            let reply = replies.pop().unwrap_or(Value::Nil);
+            reply_for(op, reply)
+        }
         (_, answer) => Err(unexpected(&answer)),
     }
 }

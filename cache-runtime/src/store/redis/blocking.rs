@@ -324,6 +324,23 @@ impl Connection {
 
     /// Writes the request and reads one reply per command.
     fn exchange(&mut self, request: &Request, deadline: Instant) -> RedisResult<Vec<Value>> {
+        let commands = self.send(request, deadline)?;
+        let mut replies = Vec::with_capacity(commands);
+        for _ in 0..commands {
+            replies.push(self.parser.parse_value(&mut self.io)?);
+        }
+        Ok(replies)
+    }
+
+    /// Reads the next value the server sends (a pushed message on a subscribed connection),
+    /// by `deadline`; a timeout with nothing read leaves the connection in step.
+    pub(crate) fn receive(&mut self, deadline: Instant) -> RedisResult<Value> {
+        self.io.deadline = deadline;
+        self.parser.parse_value(&mut self.io)
+    }
+
+    /// Writes the request without reading its replies; returns how many commands it holds.
+    pub(crate) fn send(&mut self, request: &Request, deadline: Instant) -> RedisResult<usize> {
         self.io.deadline = deadline;
         self.out.clear();
         let commands = match request {
@@ -339,11 +356,7 @@ impl Connection {
             }
         };
         self.io.write_all(&self.out)?;
-        let mut replies = Vec::with_capacity(commands);
-        for _ in 0..commands {
-            replies.push(self.parser.parse_value(&mut self.io)?);
-        }
-        Ok(replies)
+        Ok(commands)
     }
 }
 
