@@ -719,8 +719,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     }
 
     /// After the body ran: counts it, stores a cacheable result in L1 and returns the L2 write
-    /// to send. Nothing is stored if the function was invalidated meanwhile (the value may
-    /// predate the invalidation). When the value `replaces` one that front tables may hold
+    /// to send. Nothing is stored if the function was invalidated meanwhile, here or (for
+    /// this key) in another process (the value may predate the invalidation). When the value `replaces` one that front tables may hold
     /// as fresh, their copies are voided once the new one is in L1.
     fn store_computed<O: Outcome<V>>(
         &'static self,
@@ -733,6 +733,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         Counters::add(&self.counters.misses);
         let value = out.cacheable()?;
         if self.epoch.load(Ordering::Acquire) != call.epoch {
+            return None;
+        }
+        if self.stamps.last(call.probe.hash) >= call.born {
+            // Another process changed the key since the body began: the value may predate
+            // the change, and is stored nowhere (that process's next read computes anew).
             return None;
         }
         self.store_value(call, remote, value, started.elapsed(), replaces)
