@@ -16,13 +16,6 @@ pub fn now() -> u64 {
     read(Source::Precise)
 }
 
-/// [`now`] as of the last kernel tick (a few ms behind at most, never ahead), for a few
-/// nanoseconds: for orderings where a tie counts as "not after".
-#[inline]
-pub(crate) fn coarse() -> u64 {
-    read(Source::Coarse)
-}
-
 /// `true` when `deadline` (a [`now`] reading) has passed.
 #[inline]
 pub fn expired(deadline: u64) -> bool {

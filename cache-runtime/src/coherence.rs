@@ -72,7 +72,11 @@ fn each_named(name: Option<&str>, mut each: impl FnMut(&'static dyn Coherent)) {
         return;
     };
     match name {
-        Some(name) => registry.get(name).into_iter().flatten().for_each(|f| each(*f)),
+        Some(name) => registry
+            .get(name)
+            .into_iter()
+            .flatten()
+            .for_each(|f| each(*f)),
         None => registry.values().flatten().for_each(|f| each(*f)),
     }
 }
@@ -173,7 +177,11 @@ pub(crate) fn listen(
             tracing::debug!(%channel, "not subscribed yet; changes of other processes are heard once it is");
             break;
         }
-        subscribed = ready.1.wait_timeout(subscribed, left).unwrap_or_else(|e| e.into_inner()).0;
+        subscribed = ready
+            .1
+            .wait_timeout(subscribed, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
     }
     drop(subscribed);
     Some(subscription)
@@ -210,7 +218,7 @@ pub(crate) fn on_event(store: Option<&str>, event: Event<'_>) {
     }
 }
 
-/// When (on the coarse monotonic clock) a message last arrived for keys of each stripe of
+/// When (on [`clock::now`](crate::clock::now)) a message last arrived for keys of each stripe of
 /// one function: a value whose call began no later may predate the change it announced.
 pub(crate) struct Stamps([AtomicU64; STRIPES]);
 

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::coherence;
 #[cfg(feature = "disk")]
 use crate::store::disk::DiskStore;
 #[cfg(feature = "redis")]
 use crate::store::redis::RedisStore;
-use crate::coherence;
 use crate::store::{SharedStore, Subscription};
 
 /// Settings for the shared layer. Build one, then [`install`](Config::install) it.
@@ -347,7 +347,9 @@ impl Config {
             let stores = stores.chain(named.iter().map(|(n, s)| (Some(n.clone()), s)));
             for (name, store) in stores {
                 let channel = coherence::channel(&self.prefix);
-                if let Some(listener) = coherence::listen(store, name.clone(), &channel, self.timeout) {
+                if let Some(listener) =
+                    coherence::listen(store, name.clone(), &channel, self.timeout)
+                {
                     listening.push((name, Arc::from(channel), listener));
                 }
             }

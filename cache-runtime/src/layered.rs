@@ -22,8 +22,8 @@ use std::thread::LocalKey;
 use std::time::{Duration, Instant};
 
 use crate::clock;
-use crate::coherence::{self, Change, Coherent, Stamps};
 use crate::codec::{self, DecodeError, DefaultCodec, Header};
+use crate::coherence::{self, Change, Coherent, Stamps};
 use crate::config::{self, Installed};
 use crate::flight::{self, Flights, Joined, Leader};
 use crate::freshness::{Lifetime, Verdict};
@@ -138,9 +138,15 @@ struct Call<'a, V: 'static> {
     picked_for_refresh: Option<u64>,
     /// What the call may still spend waiting on Redis.
     budget: Budget,
-    /// When the call began looking past the front table ([`clock::coarse`]): anything it
-    /// reads or computes is no older.
-    born: u64,
+    /// When the call began reading or computing what L1 did not answer ([`clock::now`]; 0
+    /// until then): anything it reads or computes is no older (see `coherence`).
+    born: AtomicU64,
+}
+
+impl<V> Call<'_, V> {
+    fn born(&self) -> u64 {
+        self.born.load(Ordering::Relaxed)
+    }
 }
 
 /// What became of stored bytes read from Redis or a preload scope.
@@ -309,7 +315,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 _ => None,
             },
             budget: Budget::default(),
-            born: clock::coarse(),
+            born: AtomicU64::new(0),
         }
     }
 
@@ -360,7 +366,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             call.epoch,
             call.front_epoch,
         );
-        let (picked_for_refresh, born) = (call.picked_for_refresh, call.born);
+        let (picked_for_refresh, born) = (call.picked_for_refresh, call.born());
         runtime.spawn(async move {
             let call = Call {
                 front: Some(front),
@@ -370,7 +376,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 front_epoch,
                 picked_for_refresh,
                 budget: Budget::default(),
-                born,
+                born: AtomicU64::new(born),
             };
             self.compute(&NonBlocking, &call, work, body).await;
         });
@@ -400,6 +406,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 Verdict::Gone => {}
             }
         }
+        // Past L1: what is read or computed from here on is as new as this moment.
+        call.born.store(clock::now(), Ordering::Relaxed);
         let ask_first = match self.preloaded(call) {
             Preloaded::Served(Backfill::Fresh(value)) => return Step::Answer(value),
             // Redis held what the scope holds: refresh it without asking again.
@@ -634,7 +642,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             return None;
         };
         let bytes = bytes?;
-        let Backfill::Fresh(value) = self.decode_into_l1(call, &bytes, call.born) else {
+        let Backfill::Fresh(value) = self.decode_into_l1(call, &bytes, call.born()) else {
             return None;
         };
         Counters::add(&self.counters.l2_hits);
@@ -735,7 +743,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         if self.epoch.load(Ordering::Acquire) != call.epoch {
             return None;
         }
-        if self.stamps.last(call.probe.hash) >= call.born {
+        if self.stamps.last(call.probe.hash) >= call.born() {
             // Another process changed the key since the body began: the value may predate
             // the change, and is stored nowhere (that process's next read computes anew).
             return None;
@@ -755,7 +763,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     ) -> Option<Write> {
         let lifetime = &self.settings.lifetime;
         let times = lifetime.new_entry(compute_time);
-        let entry = Entry::new(value.clone(), &times, call.born);
+        let entry = Entry::new(value.clone(), &times, call.born());
         if !self.keep(call, entry.clone()) {
             // Another process changed the key meanwhile: the value is returned, not kept.
         } else if replaces {
@@ -789,7 +797,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// insertion, which a message may have overtaken: then the entry is taken out again and
     /// the front slots a reader may have filled from it are voided.
     fn keep(&'static self, call: &Call<'_, V>, entry: Entry<V>) -> bool {
-        if !self.registered.load(Ordering::Relaxed) && !self.registered.swap(true, Ordering::AcqRel) {
+        if !self.registered.load(Ordering::Relaxed) && !self.registered.swap(true, Ordering::AcqRel)
+        {
             coherence::register(self);
         }
         let (hash, born) = (call.probe.hash, entry.born);
@@ -924,7 +933,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             epoch: self.epoch.load(Ordering::Acquire),
             picked_for_refresh: None,
             budget: Budget::default(),
-            born: clock::coarse(),
+            born: AtomicU64::new(clock::now()),
         }
     }
 
@@ -953,7 +962,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         else {
             return None;
         };
-        match self.decode_into_l1(&call, &bytes?, call.born) {
+        match self.decode_into_l1(&call, &bytes?, call.born()) {
             Backfill::Fresh(value) | Backfill::Servable(value) => Some(value),
             Backfill::Expired | Backfill::Undecodable => None,
         }
@@ -1030,7 +1039,7 @@ impl<V: Clone + Send + Sync + 'static> Coherent for CachedFn<V> {
     }
 
     fn forget_remote(&self, args: &str) {
-        let now = clock::coarse();
+        let now = clock::now();
         let hashes = front::probe_hashes(args);
         // First the stamps, so that a value being read or computed now is not kept; then L1;
         // then the front slots, which may hold copies of what L1 held.
@@ -1044,7 +1053,7 @@ impl<V: Clone + Send + Sync + 'static> Coherent for CachedFn<V> {
     }
 
     fn forget_all_remote(&self, lost: bool) {
-        self.stamps.seen_all(clock::coarse());
+        self.stamps.seen_all(clock::now());
         self.clear_local();
         if lost {
             Counters::add(&self.counters.coherence_flushes);

@@ -24,8 +24,8 @@
 #[cfg(feature = "redis")]
 mod breaker;
 mod clock;
-mod coherence;
 pub mod codec;
+mod coherence;
 mod config;
 mod flight;
 mod freshness;

@@ -44,7 +44,7 @@ struct Slot {
     /// The owner's epoch, read before its L1 was asked and the MGET sent: an `invalidate` or
     /// `clear_local` since then has bumped it, and voids this answer.
     epoch: u64,
-    /// When the key was planned, before the MGET was sent ([`clock::coarse`]): the bytes are
+    /// When the key was planned, before the MGET was sent ([`clock::now`]): the bytes are
     /// no newer (see [`crate::coherence`]).
     asked_at: u64,
     hash: u64,
@@ -234,7 +234,7 @@ fn plan(
         }
         // Read before L1 is asked (see `Slot::epoch`).
         let epoch = owner.epoch();
-        let asked_at = clock::coarse();
+        let asked_at = clock::now();
         if owner.holds(key.args()) || known(id, epoch, key.args()) {
             continue;
         }

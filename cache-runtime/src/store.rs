@@ -107,7 +107,11 @@ pub(crate) trait SharedStore: Send + Sync {
     /// Listens to `channel` on a connection of its own, in a background thread, and hands
     /// `events` what arrives, until the [`Subscription`] is dropped. `None` when the store has
     /// no channels (the disk store).
-    fn subscribe(&self, channel: &str, events: Box<dyn FnMut(Event<'_>) + Send>) -> Option<Subscription> {
+    fn subscribe(
+        &self,
+        channel: &str,
+        events: Box<dyn FnMut(Event<'_>) + Send>,
+    ) -> Option<Subscription> {
         let _ = (channel, events);
         None
     }

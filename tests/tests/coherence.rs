@@ -217,7 +217,10 @@ fn a_lost_invalidation_connection_flushes_l1_and_later_invalidations_still_arriv
         .arg("pubsub")
         .query(&mut server.connection())
         .unwrap();
-    assert_eq!(killed, 1, "this process' listener was the one pub/sub client");
+    assert_eq!(
+        killed, 1,
+        "this process' listener was the one pub/sub client"
+    );
     poll_until("the listener is back and has flushed L1", || {
         value::stats().coherence_flushes == before.coherence_flushes + 1
     });

@@ -19,7 +19,7 @@ pub(crate) struct Entry<V> {
     pub(crate) keep_until: u64,
     /// Δ·β of early refresh, in nanoseconds (0 = off).
     pub(crate) delta_beta: u64,
-    /// When the call that read or computed the value began ([`clock::coarse`]): see
+    /// When the call that read or computed the value began ([`clock::now`]): see
     /// [`crate::coherence`].
     pub(crate) born: u64,
 }
