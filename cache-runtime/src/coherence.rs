@@ -10,7 +10,7 @@
 //!   refresh, `put`), every `invalidate` and every `clear` publishes a [`message`] naming the
 //!   function, its version and the key's arguments, pipelined with the write itself.
 //! - **Listener**: each process subscribes once per store, on a connection of its own in a
-//!   background thread ([`SharedStore::subscribe`](crate::store::SharedStore::subscribe)); a
+//!   background thread (`SharedStore::subscribe`); a
 //!   message is looked up in a registry of the process' functions by name and version
 //!   ([`register`], filled when a function first keeps a value in L1) and handed to
 //!   [`Coherent::forget_remote`].
