@@ -151,7 +151,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<Message<'_>> {
 
 /// Starts listening to `channel` on `store` (named `name`, `None` for the default one), and
 /// waits up to `timeout` for the subscription to be in place, so that the changes other
-/// processes make once `install` has returned are heard. `None` when the store has no
+/// processes make once `install` has returned are heard (not when the store did not answer
+/// when opened: `install` has spent its timeout on it already). `None` when the store has no
 /// channels.
 pub(crate) fn listen(
     store: &Arc<dyn SharedStore>,
@@ -169,6 +170,11 @@ pub(crate) fn listen(
         on_event(name.as_deref(), event);
     });
     let subscription = store.subscribe(channel, events)?;
+    let timeout = if store.answered_at_open() {
+        timeout
+    } else {
+        Duration::ZERO
+    };
     let deadline = Instant::now() + timeout;
     let mut subscribed = lock(&ready.0);
     while !*subscribed {

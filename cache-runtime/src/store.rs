@@ -104,6 +104,12 @@ pub(crate) trait SharedStore: Send + Sync {
     /// Runs `op` without blocking an async runtime's thread.
     fn run_async<'a>(&'a self, op: Op<'a>, budget: &'a Budget) -> Pending<'a>;
 
+    /// Whether the store answered when it was opened (a server that did not is not waited
+    /// for again at install).
+    fn answered_at_open(&self) -> bool {
+        true
+    }
+
     /// Listens to `channel` on a connection of its own, in a background thread, and hands
     /// `events` what arrives, until the [`Subscription`] is dropped. `None` when the store has
     /// no channels (the disk store).

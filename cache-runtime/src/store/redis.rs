@@ -68,6 +68,8 @@ pub(crate) struct RedisStore {
     idle: Mutex<Vec<Connection>>,
     shared: Mutex<Option<MultiplexedConnection>>,
     breaker: Breaker,
+    /// Whether the server answered the `PING` of [`RedisStore::probe`].
+    answered: std::sync::atomic::AtomicBool,
 }
 
 /// One request: a single command or a pipeline.
@@ -104,6 +106,7 @@ impl RedisStore {
             idle: Mutex::new(Vec::new()),
             shared: Mutex::new(None),
             breaker: Breaker::new(failures, cooldown),
+            answered: std::sync::atomic::AtomicBool::new(false),
         };
         store.probe(url)?;
         Ok(store)
@@ -129,6 +132,8 @@ impl RedisStore {
                     }
                     Ok(_) => {
                         self.park(conn);
+                        self.answered
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
                         return Ok(());
                     }
                     Err(error) => error,
@@ -312,6 +317,10 @@ impl SharedStore for RedisStore {
         reply_for(&op, answer)
     }
 
+    fn answered_at_open(&self) -> bool {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn subscribe(
         &self,
         channel: &str,
@@ -400,6 +409,9 @@ fn request_for(op: &Op<'_>) -> Request {
             // The operation and its announcement in one round-trip; the announcement is
             // sent only once the operation's command is (Redis runs them in order).
             let mut pipe = redis::pipe();
+            // An error reply to the operation comes back as a value (see `reply_for`): the
+            // connection stays in use, as after any error reply.
+            pipe.ignore_errors();
             match request_for(op) {
                 Request::One(cmd) => pipe.add_command(cmd),
                 Request::Many(inner) => {
@@ -447,8 +459,10 @@ fn reply_for(op: &Op<'_>, answer: Value) -> Result<Reply, Failure> {
         // The operation's reply, then PUBLISH's count of receivers.
         (Op::Announced { op, .. }, Value::Array(mut replies)) if replies.len() == 2 => {
             replies.pop();
-            let reply = replies.pop().unwrap_or(Value::Nil);
-            reply_for(op, reply)
+            match replies.pop().unwrap_or(Value::Nil) {
+                Value::ServerError(error) => Err(failure(error.into())),
+                reply => reply_for(op, reply),
+            }
         }
         (_, answer) => Err(unexpected(&answer)),
     }
