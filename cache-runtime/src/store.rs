@@ -50,6 +50,7 @@ pub(crate) enum Op<'a> {
     /// `op`, then `message` published on `channel` for the other processes (see
     /// [`crate::coherence`]), in the same round-trip where the store can: `op`'s reply. A
     /// store without a channel runs `op` alone.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Announced {
         op: &'a Op<'a>,
         channel: &'a str,
@@ -125,6 +126,7 @@ pub(crate) trait SharedStore: Send + Sync {
 
 /// What a [`SharedStore::subscribe`] listener hears.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) enum Event<'a> {
     /// Listening (again): `after_loss` when an earlier connection was lost or could not be
     /// made, so that messages may have been missed.
