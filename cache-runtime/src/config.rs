@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::coherence;
 #[cfg(feature = "redis")]
 use crate::error::redacted;
 pub use crate::error::Error;
@@ -15,7 +16,7 @@ use crate::store::cluster::ClusterStore;
 use crate::store::disk::DiskStore;
 #[cfg(feature = "redis")]
 use crate::store::redis::RedisStore;
-use crate::store::{SharedStore, TlsFiles};
+use crate::store::{SharedStore, Subscription, TlsFiles};
 
 /// Settings for the shared layer. Build one, then [`install`](Config::install) it.
 ///
@@ -38,6 +39,7 @@ pub struct Config {
     breaker_failures: u32,
     breaker_cooldown: Duration,
     tls: TlsFiles,
+    coherent: bool,
 }
 
 /// A shared store for [`Config::store`] and [`Config::named`]: Redis (`Store::redis`,
@@ -201,6 +203,7 @@ impl fmt::Debug for Config {
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("tls_ca_file", &self.tls.ca)
             .field("tls_client_cert", &self.tls.client)
+            .field("coherent", &self.coherent)
             .finish()
     }
 }
@@ -212,8 +215,9 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Defaults: no shared store, no prefix, 200 ms timeout per operation, and a circuit
-    /// breaker that opens after 3 consecutive failures for 1 s.
+    /// Defaults: no shared store, no prefix, 200 ms timeout per operation, a circuit
+    /// breaker that opens after 3 consecutive failures for 1 s, and a
+    /// [coherent](Config::coherent) L1.
     pub fn new() -> Self {
         Config {
             store: None,
@@ -223,7 +227,43 @@ impl Config {
             breaker_failures: 3,
             breaker_cooldown: Duration::from_secs(1),
             tls: TlsFiles::default(),
+            coherent: true,
         }
+    }
+
+    /// Whether every process forgets its in-process copy of a value when another process
+    /// changes it (on by default; it takes effect with a Redis store).
+    ///
+    /// With it, `f::invalidate(..)`, `f::clear()`, `f::put(..)` and every value a process
+    /// writes to Redis (a computed value, a refresh) are announced on a Redis pub/sub channel
+    /// of the [prefix](Config::prefix), `cache-runtime:coherence:{prefix}`, in the same
+    /// round-trip as the write; each process listens on one connection of its own per Redis
+    /// store (a background thread, named `cache-coherence-{pid}` in `CLIENT LIST`) and removes
+    /// the key from that function's L1 and front tables within milliseconds. A process
+    /// ignores its own messages, and keeps a copy it read or computed after a message
+    /// arrived. When the listening connection is lost, messages may be lost with it: on
+    /// reconnecting, L1 and the front tables of the store's functions are emptied and
+    /// [`Stats::coherence_flushes`](crate::Stats::coherence_flushes) counts it.
+    ///
+    /// Off, a process keeps serving its copy until its TTL runs out after another process
+    /// changed it (the behaviour before 0.2); nothing is published or subscribed.
+    ///
+    /// ```no_run
+    /// cache_runtime::Config::new()
+    ///     .redis("redis://127.0.0.1:6379/")
+    ///     .coherent(false)
+    ///     .install()?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// ```
+    ///
+    /// # Concurrency
+    ///
+    /// The hit path reads nothing of it; a miss reads one more atomic counter of its own
+    /// function. Each write to Redis carries one `PUBLISH`, which Redis copies to every
+    /// listening process.
+    pub fn coherent(mut self, coherent: bool) -> Self {
+        self.coherent = coherent;
+        self
     }
 
     /// The shared store of every function that names none (`#[cached(store = ..)]`).
@@ -355,10 +395,24 @@ impl Config {
             named.push((name.clone(), store.open(&self)?));
         }
         crate::key::set_prefix(&self.prefix);
+        let mut listening = Vec::new();
+        if self.coherent {
+            let stores = default.iter().map(|s| (None, s));
+            let stores = stores.chain(named.iter().map(|(n, s)| (Some(n.clone()), s)));
+            for (name, store) in stores {
+                let channel = coherence::channel(&self.prefix);
+                if let Some(listener) =
+                    coherence::listen(store, name.clone(), &channel, self.timeout)
+                {
+                    listening.push((name, Arc::from(channel), listener));
+                }
+            }
+        }
         let installed = Arc::new(Installed {
             prefix: self.prefix,
             default,
             named,
+            listening,
         });
         *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(installed);
         Ok(())
@@ -376,6 +430,9 @@ pub(crate) struct Installed {
     pub(crate) prefix: String,
     default: Option<Arc<dyn SharedStore>>,
     named: Vec<(String, Arc<dyn SharedStore>)>,
+    /// The stores whose channel this process listens to (by name, `None` for the default
+    /// store), the channel, and the listener.
+    listening: Vec<(Option<String>, Arc<str>, Subscription)>,
 }
 
 impl Installed {
@@ -388,6 +445,14 @@ impl Installed {
                 .iter()
                 .find_map(|(known, store)| (known == name).then_some(store)),
         }
+    }
+
+    /// The channel a function of the store `name` announces its changes on, when this
+    /// process listens to that store.
+    pub(crate) fn channel(&self, name: Option<&str>) -> Option<&Arc<str>> {
+        self.listening
+            .iter()
+            .find_map(|(known, channel, _)| (known.as_deref() == name).then_some(channel))
     }
 }
 

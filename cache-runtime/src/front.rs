@@ -299,6 +299,12 @@ impl Probe {
         }
     }
 
+    /// The probe of encoded arguments given as text.
+    pub(crate) fn of_text(args: &str) -> Self {
+        let (head, len) = crate::key::head_of(args);
+        Probe::build(head, len, args)
+    }
+
     #[inline]
     fn build(head: [u8; HEAD], len: usize, full: &str) -> Self {
         const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
@@ -320,4 +326,18 @@ impl Probe {
             len,
         }
     }
+}
+
+/// The probe hashes front tables may file the key with these encoded arguments under: the
+/// text's, and for a key that reads as one integer, the integer's (functions keyed by one
+/// integer probe with its bits, see [`Probe::of_int`]).
+pub(crate) fn probe_hashes(args: &str) -> [Option<u64>; 2] {
+    let bits = args
+        .parse::<u64>()
+        .ok()
+        .or_else(|| args.parse::<i64>().ok().map(|n| n as u64));
+    [
+        Some(Probe::of_text(args).hash),
+        bits.map(|bits| Probe::of_int(bits).hash),
+    ]
 }

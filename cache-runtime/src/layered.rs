@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock;
 use crate::codec::{self, DecodeError, DefaultCodec, Header};
+use crate::coherence::{self, Change, Coherent, Stamps};
 use crate::config::{self, Installed};
 use crate::flight::{self, Flights, Joined, Leader};
 use crate::freshness::{Lifetime, Verdict};
@@ -91,6 +92,10 @@ pub struct CachedFn<V> {
     epoch: AtomicU64,
     /// What front-table slots are checked against (see `front`).
     front_epochs: Epochs,
+    /// When messages of other processes last arrived, per stripe of keys (see `coherence`).
+    stamps: Stamps,
+    /// Whether the function is in the listener's registry (see `coherence`).
+    registered: AtomicBool,
     flights: Flights,
     counters: Counters,
     /// Error reply codes logged at `warn`, and when (unix ms) they last were.
@@ -165,6 +170,15 @@ struct Call<'a, V: 'static> {
     budget: Budget,
     /// `f::refresh(..)`: compute now, whatever the layers hold (others keep serving it).
     force_refresh: bool,
+    /// When the call began reading or computing what L1 did not answer ([`clock::now`]; 0
+    /// until then): anything it reads or computes is no older (see `coherence`).
+    born: AtomicU64,
+}
+
+impl<V> Call<'_, V> {
+    fn born(&self) -> u64 {
+        self.born.load(Ordering::Relaxed)
+    }
 }
 
 /// What became of stored bytes read from Redis or a preload scope.
@@ -210,6 +224,8 @@ struct Remote {
     key: String,
     /// `false` when a preload scope already found the key absent: no GET, just compute.
     ask_first: bool,
+    /// Where writes and removals are announced to the other processes (see `coherence`).
+    channel: Option<Arc<str>>,
 }
 
 impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
@@ -221,6 +237,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             remote,
             epoch: AtomicU64::new(0),
             front_epochs: Epochs::new(),
+            stamps: Stamps::new(),
+            registered: AtomicBool::new(false),
             flights: Flights::new(),
             counters: Counters::default(),
             warned: Mutex::new(Vec::new()),
@@ -399,6 +417,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             },
             budget: Budget::default(),
             force_refresh: false,
+            born: AtomicU64::new(0),
         }
     }
 
@@ -453,7 +472,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             call.epoch,
             call.front_epoch,
         );
-        let picked_for_refresh = call.picked_for_refresh;
+        let (picked_for_refresh, born) = (call.picked_for_refresh, call.born());
         runtime.spawn(async move {
             let call = Call {
                 front: Some(front),
@@ -464,6 +483,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 picked_for_refresh,
                 budget: Budget::default(),
                 force_refresh: false,
+                born: AtomicU64::new(born),
             };
             self.compute(&NonBlocking, &call, work, body).await;
         });
@@ -495,6 +515,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 Verdict::Gone => {}
             }
         }
+        // Past L1: what is read or computed from here on is as new as this moment.
+        call.born.store(clock::now(), Ordering::Relaxed);
         // `f::refresh(..)`: neither the scope nor the shared store is asked.
         let ask_first = !call.force_refresh
             && match self.preloaded(call) {
@@ -587,7 +609,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let out = body.await;
         let write = self.store_computed(call, remote.as_ref(), &out, started, replaces);
         drop(leader);
-        self.send_write(io, remote.as_ref(), write, &call.budget)
+        self.send_write(io, remote.as_ref(), write, call.args, &call.budget)
             .await;
         if let (Some(remote), Some(owned)) = (&remote, lock) {
             self.send(io, remote, owned.release(), &call.budget).await;
@@ -624,7 +646,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         else {
             return None;
         };
-        match self.decode_into_l1(call, &bytes) {
+        match self.decode_into_l1(call, &bytes, call.born()) {
             Backfill::Fresh(value) | Backfill::Servable(value) => Some(value),
             Backfill::Expired | Backfill::Undecodable => {
                 self.l1.get_kept(call.args).map(|entry| entry.value)
@@ -692,8 +714,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         if self.remote.is_none() {
             return Preloaded::Unknown;
         }
-        let found = scope::serve(self.id(), call.epoch, call.args, |bytes| {
-            self.decode_into_l1(call, bytes)
+        let found = scope::serve(self.id(), call.epoch, call.args, |bytes, asked_at| {
+            self.decode_into_l1(call, bytes, asked_at)
         });
         if let Preloaded::Served(Backfill::Fresh(_)) = found {
             Counters::add(&self.counters.scope_hits);
@@ -727,6 +749,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             store: Arc::clone(store),
             key,
             ask_first,
+            channel: installed.channel(self.settings.store).cloned(),
         })
     }
 
@@ -763,7 +786,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             return None;
         };
         let bytes = bytes?;
-        let Backfill::Fresh(value) = self.decode_into_l1(call, &bytes) else {
+        let Backfill::Fresh(value) = self.decode_into_l1(call, &bytes, call.born()) else {
             return None;
         };
         Counters::add(&self.counters.l2_hits);
@@ -814,7 +837,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     ///
     /// This thread's front table is left to the next L1 hit: a value read from Redis or a
     /// scope is often used once, and copying it there too would cost every backfill.
-    fn decode_into_l1(&'static self, call: &Call<'_, V>, bytes: &[u8]) -> Backfill<V> {
+    /// `asked_at`: when the bytes were asked for (see `coherence`).
+    fn decode_into_l1(
+        &'static self,
+        call: &Call<'_, V>,
+        bytes: &[u8],
+        asked_at: u64,
+    ) -> Backfill<V> {
         let Some(remote) = self.remote.as_ref() else {
             return Backfill::Undecodable;
         };
@@ -830,7 +859,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             .expires_at_ms
             .map(|at| Duration::from_millis(at.saturating_sub(clock::unix_millis())));
         let times = self.settings.lifetime.times(fresh_for, header.compute_time);
-        let entry = Entry::new(value, &times);
+        let entry = Entry::new(value, &times, asked_at);
         if clock::expired(entry.keep_until) {
             if !clock::expired(entry.fallback_until) {
                 // Not servable, but kept to stand in for a failing body (`stale_if_error`).
@@ -838,7 +867,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             }
             return Backfill::Expired;
         }
-        self.l1.insert(call.args, entry.clone());
+        self.keep(call, entry.clone());
         match entry.verdict() {
             Verdict::Fresh => Backfill::Fresh(entry.value),
             _ => Backfill::Servable(entry.value),
@@ -846,8 +875,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     }
 
     /// After the body ran: counts it, stores a cacheable result in L1 and returns the L2 write
-    /// to send. Nothing is stored if the function was invalidated meanwhile (the value may
-    /// predate the invalidation). When the value `replaces` one that front tables may hold
+    /// to send. Nothing is stored if the function was invalidated meanwhile, here or (for
+    /// this key) in another process (the value may predate the invalidation). When the value `replaces` one that front tables may hold
     /// as fresh, their copies are voided once the new one is in L1.
     fn store_computed<O: Outcome<V>>(
         &'static self,
@@ -860,6 +889,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         Counters::add(&self.counters.misses);
         let value = out.cacheable()?;
         if self.epoch.load(Ordering::Acquire) != call.epoch {
+            return None;
+        }
+        if self.stamps.last(call.probe.hash) >= call.born() {
+            // Another process changed the key since the body began: the value may predate
+            // the change, and is stored nowhere (that process's next read computes anew).
             return None;
         }
         self.store_value(call, remote, value, started.elapsed(), replaces)
@@ -878,9 +912,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let lifetime = &self.settings.lifetime;
         let ttl = self.value_ttl.and_then(|of| of(value)).or(lifetime.ttl);
         let times = lifetime.new_entry_for(ttl, compute_time);
-        let entry = Entry::new(value.clone(), &times);
-        self.l1.insert(call.args, entry.clone());
-        if replaces {
+        let entry = Entry::new(value.clone(), &times, call.born());
+        if !self.keep(call, entry.clone()) {
+            // Another process changed the key meanwhile: the value is returned, not kept.
+        } else if replaces {
             // This thread's slot is voided too: its next call reads the new value from L1.
             self.front_epochs.bump(call.probe.hash);
         } else {
@@ -906,12 +941,14 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         }
     }
 
-    /// Sends the shared store's write of a stored value, if there is one to send.
+    /// Sends the shared store's write of a stored value, if there is one to send, announced
+    /// to other processes as a change of the key with these encoded arguments.
     async fn send_write(
         &self,
         io: &impl Io,
         remote: Option<&Remote>,
         write: Option<Write>,
+        args: &str,
         budget: &Budget,
     ) {
         if let (Some(remote), Some(write)) = (remote, write) {
@@ -920,8 +957,55 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 value: &write.bytes,
                 ttl: write.ttl,
             };
-            self.send(io, remote, op, budget).await;
+            self.send_announced(io, remote, op, Change::Key, args, budget)
+                .await;
         }
+    }
+
+    /// Puts `entry` in L1, unless a message of another process about its key arrived since
+    /// its value was asked for (the value may predate the change). Checked again after the
+    /// insertion, which a message may have overtaken: then the entry is taken out again and
+    /// the front slots a reader may have filled from it are voided.
+    fn keep(&'static self, call: &Call<'_, V>, entry: Entry<V>) -> bool {
+        if !self.registered.load(Ordering::Relaxed) && !self.registered.swap(true, Ordering::AcqRel)
+        {
+            coherence::register(self);
+        }
+        let (hash, born) = (call.probe.hash, entry.born);
+        if self.stamps.last(hash) >= born {
+            return false;
+        }
+        self.l1.insert(call.args, entry);
+        let last = self.stamps.last(hash);
+        if last >= born {
+            self.l1.remove_born_by(call.args, last);
+            self.front_epochs.bump(hash);
+            return false;
+        }
+        true
+    }
+
+    /// Sends `op` to the call's store, announced on the store's channel (when coherence is
+    /// on) as a `change` of the key with these encoded arguments.
+    async fn send_announced(
+        &self,
+        io: &impl Io,
+        remote: &Remote,
+        op: Op<'_>,
+        change: Change,
+        args: &str,
+        budget: &Budget,
+    ) -> Option<Reply> {
+        let Some(channel) = remote.channel.as_deref() else {
+            return self.send(io, remote, op, budget).await;
+        };
+        let message = coherence::message(change, &self.settings.name, self.settings.version, args);
+        let announced = Op::Announced {
+            op: &op,
+            channel,
+            message: &message,
+        };
+        self.send(io, remote, announced, budget).await
     }
 
     /// Sends one operation to the call's store; a failure is counted and logged, and reads
@@ -982,7 +1066,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.front_epochs.bump_all();
         if let Some(remote) = self.remote_of(args, false) {
-            self.send(io, &remote, Op::Delete(&remote.key), &Budget::default())
+            let op = Op::Delete(&remote.key);
+            self.send_announced(io, &remote, op, Change::Key, args, &Budget::default())
                 .await;
         }
     }
@@ -1019,6 +1104,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             picked_for_refresh: None,
             budget: Budget::default(),
             force_refresh: false,
+            born: AtomicU64::new(clock::now()),
         }
     }
 
@@ -1047,7 +1133,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         else {
             return None;
         };
-        match self.decode_into_l1(&call, &bytes?) {
+        match self.decode_into_l1(&call, &bytes?, call.born()) {
             Backfill::Fresh(value) | Backfill::Servable(value) => Some(value),
             Backfill::Expired | Backfill::Undecodable => None,
         }
@@ -1071,7 +1157,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         // Front tables probe integer keys by their bits, a stripe this call cannot name:
         // every slot of the function is voided (a put is rare).
         self.front_epochs.bump_all();
-        self.send_write(io, remote.as_ref(), write, &call.budget)
+        self.send_write(io, remote.as_ref(), write, call.args, &call.budget)
             .await;
     }
 
@@ -1091,11 +1177,50 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         // The key of empty arguments is the prefix every key of the function starts with.
         if let Some(remote) = self.remote_of("", false) {
             let op = Op::DeletePrefix(&remote.key);
-            if let Some(Reply::Count(removed)) =
-                self.send(io, &remote, op, &Budget::default()).await
+            let budget = Budget::default();
+            if let Some(Reply::Count(removed)) = self
+                .send_announced(io, &remote, op, Change::All, "", &budget)
+                .await
             {
                 tracing::debug!(name = %self.settings.name, removed, "cleared from the shared store");
             }
+        }
+    }
+}
+
+/// What the listener of other processes' messages does to this function (see `coherence`).
+impl<V: Clone + Send + Sync + 'static> Coherent for CachedFn<V> {
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    fn version(&self) -> u32 {
+        self.settings.version
+    }
+
+    fn store_name(&self) -> Option<&'static str> {
+        self.settings.store
+    }
+
+    fn forget_remote(&self, args: &str) {
+        let now = clock::now();
+        let hashes = front::probe_hashes(args);
+        // First the stamps, so that a value being read or computed now is not kept; then L1;
+        // then the front slots, which may hold copies of what L1 held.
+        for hash in hashes.into_iter().flatten() {
+            self.stamps.seen(hash, now);
+        }
+        self.l1.remove_born_by(args, now);
+        for hash in hashes.into_iter().flatten() {
+            self.front_epochs.bump(hash);
+        }
+    }
+
+    fn forget_all_remote(&self, lost: bool) {
+        self.stamps.seen_all(clock::now());
+        self.clear_local();
+        if lost {
+            Counters::add(&self.counters.coherence_flushes);
         }
     }
 }

@@ -26,6 +26,7 @@ mod block;
 mod breaker;
 mod clock;
 pub mod codec;
+mod coherence;
 mod config;
 mod error;
 mod flight;

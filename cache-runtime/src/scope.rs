@@ -29,6 +29,7 @@ use std::task::{Context, Poll};
 
 use hashbrown::HashTable;
 
+use crate::clock;
 use crate::config::{self, Installed};
 use crate::hash::FastHash;
 use crate::key::{Key, RemoteName};
@@ -43,6 +44,9 @@ struct Slot {
     /// The owner's epoch, read before its L1 was asked and the MGET sent: an `invalidate` or
     /// `clear_local` since then has bumped it, and voids this answer.
     epoch: u64,
+    /// When the key was planned, before the MGET was sent ([`clock::now`]): the bytes are
+    /// no newer (see [`crate::coherence`]).
+    asked_at: u64,
     hash: u64,
     /// Whether the store answered for this key (its request did not fail).
     answered: bool,
@@ -173,13 +177,13 @@ pub(crate) enum Preloaded<T> {
 }
 
 /// Looks `args` of function `owner` up in the scopes of this thread, innermost first, and
-/// lends the bytes found to `serve`. `epoch` is the function's epoch as the call read it
+/// lends the bytes found, and when they were asked for, to `serve`. `epoch` is the function's epoch as the call read it
 /// before any lookup.
 pub(crate) fn serve<T>(
     owner: usize,
     epoch: u64,
     args: &str,
-    serve: impl FnOnce(&[u8]) -> T,
+    serve: impl FnOnce(&[u8], u64) -> T,
 ) -> Preloaded<T> {
     let Some((scope, at)) = innermost(owner, args) else {
         return Preloaded::Unknown;
@@ -190,7 +194,7 @@ pub(crate) fn serve<T>(
     }
     match &slot.bytes {
         None => Preloaded::Absent,
-        Some(bytes) => Preloaded::Served(serve(bytes)),
+        Some(bytes) => Preloaded::Served(serve(bytes, slot.asked_at)),
     }
 }
 
@@ -230,6 +234,7 @@ fn plan(
         }
         // Read before L1 is asked (see `Slot::epoch`).
         let epoch = owner.epoch();
+        let asked_at = clock::now();
         if owner.holds(key.args()) || known(id, epoch, key.args()) {
             continue;
         }
@@ -248,6 +253,7 @@ fn plan(
             key,
             owner: id,
             epoch,
+            asked_at,
             hash,
             answered: false,
             bytes: None,

@@ -28,6 +28,10 @@ pub struct Stats {
     /// Calls whose body failed (`Err`, `None`) and that returned an expired value instead
     /// (`stale_if_error`).
     pub stale_served: u64,
+    /// Times L1 and the front tables were emptied because the connection that hears other
+    /// processes' invalidations was lost (messages may have been missed meanwhile); see
+    /// [`Config::coherent`](crate::Config::coherent).
+    pub coherence_flushes: u64,
 }
 
 impl Stats {
@@ -70,6 +74,7 @@ pub(crate) struct Counters {
     pub(crate) l2_errors: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
     pub(crate) stale_served: AtomicU64,
+    pub(crate) coherence_flushes: AtomicU64,
     thread_hits: Mutex<Vec<Arc<OwnedCounter>>>,
 }
 
@@ -110,6 +115,7 @@ impl Counters {
             l2_errors: self.l2_errors.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),
             stale_served: self.stale_served.load(Relaxed),
+            coherence_flushes: self.coherence_flushes.load(Relaxed),
         }
     }
 }

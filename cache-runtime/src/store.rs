@@ -25,6 +25,7 @@ pub(crate) mod cluster;
 pub(crate) mod disk;
 
 /// One request to a shared store.
+#[derive(Clone, Copy)]
 #[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]
 pub(crate) enum Op<'a> {
     /// The bytes under a key: [`Reply::Value`].
@@ -53,6 +54,15 @@ pub(crate) enum Op<'a> {
     },
     /// Releases the lock `key` if `token` still holds it: [`Reply::Done`].
     Unlock { key: &'a str, token: &'a str },
+    /// `op`, then `message` published on `channel` for the other processes (see
+    /// [`crate::coherence`]), in the same round-trip where the store can: `op`'s reply. A
+    /// store without a channel runs `op` alone.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Announced {
+        op: &'a Op<'a>,
+        channel: &'a str,
+        message: &'a [u8],
+    },
 }
 
 impl Op<'_> {
@@ -68,6 +78,7 @@ impl Op<'_> {
             Op::DeletePrefix(_) => "delete_prefix",
             Op::Lock { .. } => "lock",
             Op::Unlock { .. } => "unlock",
+            Op::Announced { op, .. } => op.name(),
         }
     }
 }
@@ -110,6 +121,54 @@ pub(crate) trait SharedStore: Send + Sync {
 
     /// Runs `op` without blocking an async runtime's thread.
     fn run_async<'a>(&'a self, op: Op<'a>, budget: &'a Budget) -> Pending<'a>;
+
+    /// Whether the store answered when it was opened (a server that did not is not waited
+    /// for again at install).
+    fn answered_at_open(&self) -> bool {
+        true
+    }
+
+    /// Listens to `channel` on a connection of its own, in a background thread, and hands
+    /// `events` what arrives, until the [`Subscription`] is dropped. `None` when the store has
+    /// no channels (the disk store).
+    fn subscribe(
+        &self,
+        channel: &str,
+        events: Box<dyn FnMut(Event<'_>) + Send>,
+    ) -> Option<Subscription> {
+        let _ = (channel, events);
+        None
+    }
+}
+
+/// What a [`SharedStore::subscribe`] listener hears.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) enum Event<'a> {
+    /// Listening (again): `after_loss` when an earlier connection was lost or could not be
+    /// made, so that messages may have been missed.
+    Subscribed { after_loss: bool },
+    /// A message published on the channel.
+    Message(&'a [u8]),
+}
+
+/// A background listener of a store's channel; dropping it stops the listener.
+pub(crate) struct Subscription {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Subscription {
+    /// A subscription whose listener watches `stop`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn new(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        Subscription { stop }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+    }
 }
 
 /// Why a shared store gave no answer.

@@ -76,6 +76,10 @@ fn an_async_call_outside_tokio_warns_once_and_computes() {
         .filter(|l| l.starts_with("WARN") && l.contains("outside a tokio runtime"))
         .collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert_eq!(server.calls("get") + server.calls("set"), 0, "Redis was skipped");
+    assert_eq!(
+        server.calls("get") + server.calls("set"),
+        0,
+        "Redis was skipped"
+    );
     assert_eq!(async_fragment::stats().misses, 3);
 }

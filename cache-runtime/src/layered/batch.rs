@@ -141,6 +141,9 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 continue;
             }
             let call = self.call_site(front, args.as_str(), probe, Lookup::Miss);
+            // Past L1 from here (see `coherence`): what is read or computed is this new.
+            call.born
+                .store(crate::clock::now(), std::sync::atomic::Ordering::Relaxed);
             if let Some(entry) = self.l1.get(call.args) {
                 if entry.verdict() != Verdict::Gone {
                     found.push((id.clone(), self.l1_served(&call, entry)));
@@ -248,12 +251,14 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             Counters::add(&self.counters.l2_errors);
             return None;
         }
+        let channel = installed.channel(self.settings.store).cloned();
         Some(Shared {
             installed,
             remote: Remote {
                 store,
                 key: String::new(),
                 ask_first: true,
+                channel,
             },
         })
     }
@@ -291,7 +296,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 continue;
             }
             let bytes = values.next().flatten();
-            let backfill = bytes.map(|bytes| self.decode_into_l1(&element.call, &bytes));
+            let backfill =
+                bytes.map(|bytes| self.decode_into_l1(&element.call, &bytes, element.call.born()));
             match backfill {
                 Some(Backfill::Fresh(value) | Backfill::Servable(value)) => {
                     Counters::add(&self.counters.l2_hits);

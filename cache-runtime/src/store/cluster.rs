@@ -586,6 +586,9 @@ impl ClusterStore {
                 direct.request(&key, &Request::One(unlock_cmd(&key, token)), deadline)?;
                 Ok(Reply::Done)
             }
+            // Announcements reach the processes of a single Redis only (coherence is not
+            // offered over a cluster yet): the operation runs alone.
+            Op::Announced { op, .. } => self.run_direct(*op, deadline),
             Op::DeletePrefix(_) => unreachable!("clearing a prefix is not one request"),
         }
     }
@@ -733,6 +736,7 @@ impl From<Op<'_>> for Owned {
                 key: lock_key(key).into_owned(),
                 token: token.to_owned(),
             },
+            Op::Announced { op, .. } => Owned::from(*op),
             Op::DeletePrefix(_) => unreachable!("clearing a prefix is not one request"),
         }
     }

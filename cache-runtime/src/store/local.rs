@@ -34,16 +34,20 @@ pub(crate) struct Entry<V> {
     pub(crate) delta_beta: u64,
     /// Kept until then to stand in for a failed body (`stale_if_error`).
     pub(crate) fallback_until: u64,
+    /// When the call that read or computed the value began ([`clock::now`]): see
+    /// [`crate::coherence`].
+    pub(crate) born: u64,
 }
 
 impl<V> Entry<V> {
-    pub(crate) fn new(value: V, times: &Times) -> Self {
+    pub(crate) fn new(value: V, times: &Times, born: u64) -> Self {
         Entry {
             value,
             deadline: times.deadline,
             keep_until: times.keep_until,
             delta_beta: times.delta_beta,
             fallback_until: times.fallback_until,
+            born,
         }
     }
 
@@ -132,6 +136,16 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
 
     pub(crate) fn remove(&self, args: &str) {
         self.cache.invalidate(args);
+    }
+
+    /// Removes the entry for `args` if it was born no later than `at` (a newer one stays).
+    pub(crate) fn remove_born_by(&self, args: &str, at: u64) {
+        self.cache
+            .entry(Box::from(args))
+            .and_compute_with(|entry| match entry {
+                Some(entry) if entry.value().born <= at => moka::ops::compute::Op::Remove,
+                _ => moka::ops::compute::Op::Nop,
+            });
     }
 
     /// Drops every entry now (moka's `invalidate_all` alone is lazy: each later access would

@@ -10,6 +10,7 @@
 //! it is part of has spent its [`Budget`] (two timeouts) on Redis already.
 
 pub(crate) mod blocking;
+mod subscriber;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,7 +24,9 @@ use redis::{
 use crate::breaker::Breaker;
 use crate::error::{redacted, Error};
 use crate::key::RemoteName;
-use crate::store::{Budget, Failure, Op, Pending, Reply, SharedStore, StoreError, TlsFiles};
+use crate::store::{
+    Budget, Event, Failure, Op, Pending, Reply, SharedStore, StoreError, Subscription, TlsFiles,
+};
 use crate::sync::lock;
 
 use blocking::{Answer, Connection, OpenError};
@@ -44,6 +47,7 @@ pub(crate) use tls::Tls;
 
 /// Without the `tls` feature: no TLS settings (redis-rs refuses `rediss://` URLs).
 #[cfg(not(feature = "tls"))]
+#[derive(Clone)]
 pub(crate) struct Tls;
 
 #[cfg(not(feature = "tls"))]
@@ -64,6 +68,8 @@ pub(crate) struct RedisStore {
     idle: Mutex<Vec<Connection>>,
     shared: Mutex<Option<MultiplexedConnection>>,
     breaker: Breaker,
+    /// Whether the server answered the `PING` of [`RedisStore::probe`].
+    answered: std::sync::atomic::AtomicBool,
 }
 
 /// One request: a single command or a pipeline.
@@ -100,6 +106,7 @@ impl RedisStore {
             idle: Mutex::new(Vec::new()),
             shared: Mutex::new(None),
             breaker: Breaker::new(failures, cooldown),
+            answered: std::sync::atomic::AtomicBool::new(false),
         };
         store.probe(url)?;
         Ok(store)
@@ -125,6 +132,8 @@ impl RedisStore {
                     }
                     Ok(_) => {
                         self.park(conn);
+                        self.answered
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
                         return Ok(());
                     }
                     Err(error) => error,
@@ -293,9 +302,36 @@ impl SharedStore for RedisStore {
             }
             return Ok(Reply::Count(clear.removed));
         }
+        if let Op::Announced {
+            op: op @ Op::DeletePrefix(_),
+            channel,
+            message,
+        } = op
+        {
+            let reply = self.run(*op, budget)?;
+            self.request::<Value>(&publish(channel, message), &Budget::default())?;
+            return Ok(reply);
+        }
         let request = request_for(&op);
         let answer = self.request::<Value>(&request, budget)?;
         reply_for(&op, answer)
+    }
+
+    fn answered_at_open(&self) -> bool {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn subscribe(
+        &self,
+        channel: &str,
+        events: Box<dyn FnMut(Event<'_>) + Send>,
+    ) -> Option<Subscription> {
+        let target = subscriber::Target {
+            info: self.info.clone(),
+            tls: self.tls.clone(),
+            timeout: self.timeout,
+        };
+        subscriber::start(target, channel.to_owned(), events)
     }
 
     fn run_async<'a>(&'a self, op: Op<'a>, budget: &'a Budget) -> Pending<'a> {
@@ -309,6 +345,18 @@ impl SharedStore for RedisStore {
                     clear.answer(answer)?;
                 }
                 return Ok(Reply::Count(clear.removed));
+            }
+            if let Op::Announced {
+                op: op @ Op::DeletePrefix(_),
+                channel,
+                message,
+            } = op
+            {
+                let reply = self.run_async(*op, budget).await?;
+                let publish = publish(channel, message);
+                self.request_async::<Value>(&publish, &Budget::default())
+                    .await?;
+                return Ok(reply);
             }
             let request = request_for(&op);
             let answer = self.request_async::<Value>(&request, budget).await?;
@@ -363,8 +411,38 @@ fn request_for(op: &Op<'_>) -> Request {
                     .to_owned(),
             )
         }
+        Op::Announced {
+            op,
+            channel,
+            message,
+        } => {
+            // The operation and its announcement in one round-trip; the announcement is
+            // sent only once the operation's command is (Redis runs them in order).
+            let mut pipe = redis::pipe();
+            // An error reply to the operation comes back as a value (see `reply_for`): the
+            // connection stays in use, as after any error reply.
+            pipe.ignore_errors();
+            match request_for(op) {
+                Request::One(cmd) => pipe.add_command(cmd),
+                Request::Many(inner) => {
+                    for cmd in inner.cmd_iter() {
+                        pipe.add_command(cmd.clone());
+                    }
+                    &mut pipe
+                }
+            };
+            if let Request::One(cmd) = publish(channel, message) {
+                pipe.add_command(cmd);
+            }
+            Request::Many(pipe)
+        }
         Op::DeletePrefix(_) => unreachable!("clearing a prefix takes several requests"),
     }
+}
+
+/// `PUBLISH channel message`.
+fn publish(channel: &str, message: &[u8]) -> Request {
+    Request::One(redis::cmd("PUBLISH").arg(channel).arg(message).to_owned())
 }
 
 /// Reads Redis' answer to `op`.
@@ -396,6 +474,14 @@ fn reply_for(op: &Op<'_>, answer: Value) -> Result<Reply, Failure> {
         (Op::Delete(_) | Op::Unlock { .. }, Value::Int(_)) => Ok(Reply::Done),
         (Op::Lock { .. }, Value::Okay | Value::SimpleString(_)) => Ok(Reply::Locked(true)),
         (Op::Lock { .. }, Value::Nil) => Ok(Reply::Locked(false)),
+        // The operation's reply, then PUBLISH's count of receivers.
+        (Op::Announced { op, .. }, Value::Array(mut replies)) if replies.len() == 2 => {
+            replies.pop();
+            match replies.pop().unwrap_or(Value::Nil) {
+                Value::ServerError(error) => Err(failure(error.into())),
+                reply => reply_for(op, reply),
+            }
+        }
         (_, answer) => Err(unexpected(&answer)),
     }
 }

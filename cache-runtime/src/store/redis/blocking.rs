@@ -324,7 +324,6 @@ impl Connection {
 
     /// Writes `request` without reading its reply (see [`receive`](Self::receive)): requests
     /// to several servers can be in flight at once. Returns how many replies to read.
-    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn send(&mut self, request: &Request, deadline: Instant) -> RedisResult<usize> {
         self.io.deadline = deadline;
         self.out.clear();
@@ -362,26 +361,19 @@ impl Connection {
 
     /// Writes the request and reads one reply per command.
     fn exchange(&mut self, request: &Request, deadline: Instant) -> RedisResult<Vec<Value>> {
-        self.io.deadline = deadline;
-        self.out.clear();
-        let commands = match request {
-            Request::One(cmd) => {
-                cmd.write_packed_command(&mut self.out);
-                1
-            }
-            Request::Many(pipe) => {
-                for cmd in pipe.cmd_iter() {
-                    cmd.write_packed_command(&mut self.out);
-                }
-                pipe.len()
-            }
-        };
-        self.io.write_all(&self.out)?;
+        let commands = self.send(request, deadline)?;
         let mut replies = Vec::with_capacity(commands);
         for _ in 0..commands {
             replies.push(self.parser.parse_value(&mut self.io)?);
         }
         Ok(replies)
+    }
+
+    /// Reads the next value the server sends (a pushed message on a subscribed connection),
+    /// by `deadline`; a timeout with nothing read leaves the connection in step.
+    pub(crate) fn receive_one(&mut self, deadline: Instant) -> RedisResult<Value> {
+        self.io.deadline = deadline;
+        self.parser.parse_value(&mut self.io)
     }
 }
 

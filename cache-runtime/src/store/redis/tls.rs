@@ -16,6 +16,7 @@ use super::blocking::left;
 use crate::store::TlsFiles;
 
 /// The blocking pool's TLS settings: `None` for a `redis://` URL.
+#[derive(Clone)]
 pub(crate) struct Tls {
     config: Option<Arc<ClientConfig>>,
 }
