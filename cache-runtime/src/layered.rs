@@ -102,6 +102,8 @@ pub struct CachedFn<V> {
     warned: Mutex<Vec<(String, u64)>>,
     /// Whether the warning about a named store that is not configured was given.
     missing_store_warned: AtomicBool,
+    /// Whether the function is in the process's list (see `registry`).
+    listed: AtomicBool,
     /// A lifetime decided by the value (`none_ttl`, `expires`): `Some` replaces the `ttl`.
     value_ttl: Option<ValueTtl<V>>,
     /// The identity preload scopes know this cache by, when it is not its address: a
@@ -243,6 +245,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             counters: Counters::default(),
             warned: Mutex::new(Vec::new()),
             missing_store_warned: AtomicBool::new(false),
+            listed: AtomicBool::new(false),
             value_ttl: None,
             alias: std::sync::OnceLock::new(),
         }
@@ -497,6 +500,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// newer than the scope's; the lookup is also the read moka's admission policy counts, so
     /// a backfill from a scope is admitted into a full L1 as readily as one from a GET.
     async fn prepare<I: Io>(&'static self, io: &I, call: &Call<'_, V>) -> Step<V> {
+        self.list();
         // A value to hand out while another caller refreshes it.
         let mut servable = None;
         if let Some(entry) = self.l1.get(call.args) {
@@ -1222,6 +1226,33 @@ impl<V: Clone + Send + Sync + 'static> Coherent for CachedFn<V> {
         if lost {
             Counters::add(&self.counters.coherence_flushes);
         }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
+    /// Puts this function in the process's list on its first call past the front table.
+    pub(crate) fn list(&'static self) {
+        if !self.listed.load(Ordering::Relaxed) && !self.listed.swap(true, Ordering::AcqRel) {
+            crate::registry::list(self);
+        }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> crate::registry::Listed for CachedFn<V> {
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    fn stats(&self) -> Stats {
+        CachedFn::stats(self)
+    }
+
+    fn entries(&self) -> u64 {
+        self.l1.entry_count()
+    }
+
+    fn clear_local(&self) {
+        CachedFn::clear_local(self)
     }
 }
 

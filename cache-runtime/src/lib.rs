@@ -40,6 +40,7 @@ mod lock;
 mod mode;
 mod outcome;
 mod random;
+mod registry;
 mod scope;
 mod stats;
 mod store;
@@ -58,6 +59,7 @@ pub use freshness::Expires;
 pub use key::{encode as encode_key, Key, KeyBuf, KeyPart};
 pub use mode::{bypass, bypass_async};
 pub use outcome::{Outcome, Plain};
+pub use registry::{clear_all_local, functions, FunctionInfo};
 pub use scope::{preload, preload_async};
 pub use stats::Stats;
 #[cfg(feature = "disk")]

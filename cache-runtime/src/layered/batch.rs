@@ -127,6 +127,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         O: BatchOutcome<K, V>,
         F: Future<Output = O>,
     {
+        self.list();
         let keys: Vec<KeyBuf> = ids.iter().map(&encode).collect();
         let mut found: Vec<(K, V)> = Vec::with_capacity(ids.len());
         let mut pending: Vec<Element<'_, K, V>> = Vec::new();

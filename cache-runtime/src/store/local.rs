@@ -148,6 +148,12 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
             });
     }
 
+    /// Entries held, once moka has applied its pending work (a slow call: for stats pages).
+    pub(crate) fn entry_count(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+
     /// Drops every entry now (moka's `invalidate_all` alone is lazy: each later access would
     /// pay to filter the invalidated entries).
     pub(crate) fn clear(&self) {
