@@ -434,19 +434,7 @@ impl Gen<'_> {
         let rt = &self.rt;
         let buf = local("__cache_buf");
         let first = local("__cache_first");
-        let mut types = TokenStream::new();
-        if self.shape.in_impl {
-            let seen = local("__CACHE_SELF_TYPES");
-            types.extend(quote! {
-                let #first = !{
-                    static #seen: #rt::__private::SelfTypeArgs =
-                        #rt::__private::SelfTypeArgs::new();
-                    #seen.push(&mut #buf, ::core::any::type_name::<Self>())
-                };
-            });
-        } else {
-            types.extend(quote!(let #first = true;));
-        }
+        let mut types = self.self_types(&buf, &first);
         if !self.shape.type_params.is_empty() {
             let params = &self.shape.type_params;
             let params = match params.as_slice() {
@@ -593,6 +581,23 @@ impl Gen<'_> {
         }
     }
 
+    /// The start of a key: in an `impl`, the type arguments of a generic `Self` (parsed
+    /// once per function); `#first` tells whether the next part is the key's first.
+    fn self_types(&self, buf: &syn::Ident, first: &syn::Ident) -> TokenStream {
+        let rt = &self.rt;
+        if !self.shape.in_impl {
+            return quote!(let #first = true;);
+        }
+        let seen = local("__CACHE_SELF_TYPES");
+        quote! {
+            let #first = !{
+                static #seen: #rt::__private::SelfTypeArgs =
+                    #rt::__private::SelfTypeArgs::new();
+                #seen.push(&mut #buf, ::core::any::type_name::<Self>())
+            };
+        }
+    }
+
     /// `key_for(k)`, for functions with `key = ..` and no type parameters of their own: the
     /// key of a call whose key expression is `k`, encoded as `encode_key` encodes it.
     fn key_for(&self, cache: &TokenStream, vis: &TokenStream, prefix: &str) -> TokenStream {
@@ -611,18 +616,7 @@ impl Gen<'_> {
             "The key of a call of `{fn_name}` whose `key` expression is `k`: a preload scope \
              can name it without building the call's arguments."
         );
-        let types = if self.shape.in_impl {
-            let seen = local("__CACHE_SELF_TYPES");
-            quote! {
-                let #first = !{
-                    static #seen: #rt::__private::SelfTypeArgs =
-                        #rt::__private::SelfTypeArgs::new();
-                    #seen.push(&mut #buf, ::core::any::type_name::<Self>())
-                };
-            }
-        } else {
-            quote!(let #first = true;)
-        };
+        let types = self.self_types(&buf, &first);
         quote! {
             #[doc = #doc]
             #vis fn #name<#param: #rt::__private::KeyPart + ?::core::marker::Sized>(

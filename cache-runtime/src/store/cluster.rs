@@ -293,11 +293,15 @@ impl Inner {
                     Ok(Reply::Done)
                 }
                 Owned::Lock { key, token, lease } => {
-                    let taken: Value = lock_cmd(&key, &token, lease).query_async(&mut conn).await?;
+                    let taken: Value = crate::store::redis::take_lock(&key, &token, lease)
+                        .query_async(&mut conn)
+                        .await?;
                     Ok(Reply::Locked(!matches!(taken, Value::Nil)))
                 }
                 Owned::Unlock { key, token } => {
-                    let _: Value = unlock_cmd(&key, &token).query_async(&mut conn).await?;
+                    let _: Value = crate::store::redis::release_lock(&key, &token)
+                        .query_async(&mut conn)
+                        .await?;
                     Ok(Reply::Done)
                 }
             }
@@ -577,13 +581,20 @@ impl ClusterStore {
             }
             Op::Lock { key, token, lease } => {
                 let key = lock_key(key);
-                let taken =
-                    direct.request(&key, &Request::One(lock_cmd(&key, token, lease)), deadline)?;
+                let taken = direct.request(
+                    &key,
+                    &Request::One(crate::store::redis::take_lock(&key, token, lease)),
+                    deadline,
+                )?;
                 Ok(Reply::Locked(!matches!(taken, Value::Nil)))
             }
             Op::Unlock { key, token } => {
                 let key = lock_key(key);
-                direct.request(&key, &Request::One(unlock_cmd(&key, token)), deadline)?;
+                direct.request(
+                    &key,
+                    &Request::One(crate::store::redis::release_lock(&key, token)),
+                    deadline,
+                )?;
                 Ok(Reply::Done)
             }
             // Announcements reach the processes of a single Redis only (coherence is not
@@ -592,29 +603,6 @@ impl ClusterStore {
             Op::DeletePrefix(_) => unreachable!("clearing a prefix is not one request"),
         }
     }
-}
-
-/// `SET key token NX PX lease`: takes a lock unless it is held.
-fn lock_cmd(key: &str, token: &str, lease: Duration) -> Cmd {
-    redis::cmd("SET")
-        .arg(key)
-        .arg(token)
-        .arg("NX")
-        .arg("PX")
-        .arg(lease.as_millis().max(1) as u64)
-        .to_owned()
-}
-
-/// Deletes a lock only if `token` still holds it (see the single-Redis store).
-fn unlock_cmd(key: &str, token: &str) -> Cmd {
-    const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-         return redis.call('DEL', KEYS[1]) else return 0 end";
-    redis::cmd("EVAL")
-        .arg(SCRIPT)
-        .arg(1)
-        .arg(key)
-        .arg(token)
-        .to_owned()
 }
 
 /// The slot Redis puts `key` in: CRC16 (XMODEM) of its hash tag, or of the whole key, modulo

@@ -388,29 +388,8 @@ fn request_for(op: &Op<'_>) -> Request {
             Request::Many(pipe)
         }
         Op::Delete(key) => del(key),
-        Op::Lock { key, token, lease } => Request::One(
-            redis::cmd("SET")
-                .arg(key)
-                .arg(token)
-                .arg("NX")
-                .arg("PX")
-                .arg(lease.as_millis().max(1) as u64)
-                .to_owned(),
-        ),
-        Op::Unlock { key, token } => {
-            // Only the owner deletes it: an owner that overran its lease must not release
-            // the lock another caller has taken since.
-            const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-                 return redis.call('DEL', KEYS[1]) else return 0 end";
-            Request::One(
-                redis::cmd("EVAL")
-                    .arg(SCRIPT)
-                    .arg(1)
-                    .arg(key)
-                    .arg(token)
-                    .to_owned(),
-            )
-        }
+        Op::Lock { key, token, lease } => Request::One(take_lock(key, token, lease)),
+        Op::Unlock { key, token } => Request::One(release_lock(key, token)),
         Op::Announced {
             op,
             channel,
@@ -613,6 +592,30 @@ pub(crate) fn set(key: &str, value: &[u8], ttl: Option<Duration>) -> Request {
         cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
     }
     Request::One(cmd)
+}
+
+/// `SET key token NX PX lease`: takes a lock unless someone holds it.
+pub(crate) fn take_lock(key: &str, token: &str, lease: Duration) -> Cmd {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(lease.as_millis().max(1) as u64)
+        .to_owned()
+}
+
+/// Deletes a lock only if `token` still holds it: an owner that overran its lease must not
+/// release the lock another caller has taken since.
+pub(crate) fn release_lock(key: &str, token: &str) -> Cmd {
+    const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+         return redis.call('DEL', KEYS[1]) else return 0 end";
+    redis::cmd("EVAL")
+        .arg(SCRIPT)
+        .arg(1)
+        .arg(key)
+        .arg(token)
+        .to_owned()
 }
 
 /// `DEL key`.
