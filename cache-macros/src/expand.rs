@@ -300,16 +300,10 @@ impl Gen<'_> {
     fn body(&self, cache: &TokenStream) -> TokenStream {
         let rt = &self.rt;
         let value = &self.value;
-        let output = &self.output;
-        let block = &self.function.block;
         let (_, inner) = self.attrs();
         let uses = self.uses();
         let encode = self.encode_key();
-        let (front, args, out) = (
-            local("__cache_front"),
-            local("__cache_args"),
-            local("__cache_out"),
-        );
+        let (front, args) = (local("__cache_front"), local("__cache_args"));
         let front_static = local("__CACHE_FRONT");
         // The thread-local lives in a block of its own, where neither the key expression nor
         // the body can see its name.
@@ -322,61 +316,16 @@ impl Gen<'_> {
                 &#front_static
             };
         };
-        let call = if self.function.sig.asyncness.is_some() {
-            let future = quote!(async move { let #out: #output = #block; #out });
-            let call_async = if self.refreshes_in_background() {
-                quote!(call_async_detached)
-            } else {
-                quote!(call_async)
-            };
-            match self.mode {
-                Mode::Wrapped => {
-                    quote!(#cache.#call_async(#front, &#args, #future).await)
-                }
-                Mode::Plain => quote! {
-                    #cache.#call_async(
-                        #front,
-                        &#args,
-                        async move { #rt::__private::Plain(#future.await) },
-                    ).await.0
-                },
-            }
-        } else {
-            let closure = quote!(move || -> #output #block);
-            if let Some(param) = self.single_integer_param() {
-                // Hits probe the front table with the integer itself; the text key is encoded
-                // only on a miss.
-                let call = match self.mode {
-                    Mode::Wrapped => quote! {
-                        #cache.call_int(#front, #param as u64, || #encode, #closure)
-                    },
-                    Mode::Plain => quote! {
-                        #cache.call_int(
-                            #front,
-                            #param as u64,
-                            || #encode,
-                            move || #rt::__private::Plain((#closure)()),
-                        ).0
-                    },
-                };
-                return quote!({
-                    #(#inner)*
-                    #uses
-                    #declare_front
-                    #call
-                });
-            }
-            match self.mode {
-                Mode::Wrapped => quote!(#cache.call(#front, &#args, #closure)),
-                Mode::Plain => quote! {
-                    #cache.call(
-                        #front,
-                        &#args,
-                        move || #rt::__private::Plain((#closure)()),
-                    ).0
-                },
-            }
-        };
+        if let Some(whole) = self.whole_key() {
+            let call = self.call_by_shortcut(cache, &whole, &front, &encode);
+            return quote!({
+                #(#inner)*
+                #uses
+                #declare_front
+                #call
+            });
+        }
+        let call = self.layers_call(cache, &front, &args, None);
         quote!({
             #(#inner)*
             #uses
@@ -384,6 +333,134 @@ impl Gen<'_> {
             let #args = #encode;
             #call
         })
+    }
+
+    /// The call into the layers with the encoded key `args`: `call` / `call_async` (or
+    /// `call_async_detached`), or their `*_pending` forms after a front-table probe.
+    fn layers_call(
+        &self,
+        cache: &TokenStream,
+        front: &syn::Ident,
+        args: &syn::Ident,
+        pending: Option<&syn::Ident>,
+    ) -> TokenStream {
+        let rt = &self.rt;
+        let (output, block) = (&self.output, &self.function.block);
+        let out = local("__cache_out");
+        let suffix = if pending.is_some() { "_pending" } else { "" };
+        let pending = pending.map(|p| quote!(#p,));
+        if self.function.sig.asyncness.is_some() {
+            let future = quote!(async move { let #out: #output = #block; #out });
+            let method = if self.refreshes_in_background() {
+                format_ident!("call_async_detached{suffix}")
+            } else {
+                format_ident!("call_async{suffix}")
+            };
+            match self.mode {
+                Mode::Wrapped => {
+                    quote!(#cache.#method(#front, &#args, #pending #future).await)
+                }
+                Mode::Plain => quote! {
+                    #cache.#method(
+                        #front,
+                        &#args,
+                        #pending
+                        async move { #rt::__private::Plain(#future.await) },
+                    ).await.0
+                },
+            }
+        } else {
+            let closure = quote!(move || -> #output #block);
+            let method = format_ident!("call{suffix}");
+            match self.mode {
+                Mode::Wrapped => quote!(#cache.#method(#front, &#args, #pending #closure)),
+                Mode::Plain => quote! {
+                    #cache.#method(
+                        #front,
+                        &#args,
+                        #pending
+                        move || #rt::__private::Plain((#closure)()),
+                    ).0
+                },
+            }
+        }
+    }
+
+    /// A call whose key is one value (see [`whole_key`](Self::whole_key)): the front table is
+    /// probed with the value itself when its type allows (`KeyPart::shortcut`: integers and
+    /// text), and the key is encoded only after a miss. The probe is a statement of its own,
+    /// so that its borrow of the parameters ends before the body takes them.
+    fn call_by_shortcut(
+        &self,
+        cache: &TokenStream,
+        whole: &TokenStream,
+        front: &syn::Ident,
+        encode: &TokenStream,
+    ) -> TokenStream {
+        let rt = &self.rt;
+        let (value, output) = (&self.value, &self.output);
+        let (args, probed, hit, pending) = (
+            local("__cache_args"),
+            local("__cache_probed"),
+            local("__cache_hit"),
+            local("__cache_pending"),
+        );
+        // In an impl block, a generic `Self`'s type arguments are part of every key.
+        let plain = if self.shape.in_impl {
+            quote!(#rt::__private::plain_self(::core::any::type_name::<Self>()))
+        } else {
+            quote!(true)
+        };
+        let miss = self.layers_call(cache, front, &args, Some(&pending));
+        let from_hit = match self.mode {
+            Mode::Wrapped => {
+                quote!(<#output as #rt::__private::Outcome<#value>>::from_cached(#hit))
+            }
+            Mode::Plain => quote!(#hit),
+        };
+        quote! {
+            let #probed = #cache.probe_key(#front, #whole, #plain);
+            match #probed {
+                #rt::__private::Probed::Hit(#hit) => #from_hit,
+                #rt::__private::Probed::Miss(#pending) => {
+                    let #args = #encode;
+                    #miss
+                }
+            }
+        }
+    }
+
+    /// A reference to the one value that is a call's whole key: the `key = ...` expression,
+    /// the only named parameter, or a tuple of two or three parameters. `None` for more, and
+    /// when type parameters of the function are part of its keys (they come first).
+    fn whole_key(&self) -> Option<TokenStream> {
+        if !self.shape.type_params.is_empty() {
+            return None;
+        }
+        if let Some(expr) = &self.args.key {
+            return Some(quote_spanned!(expr.span()=> &(#expr)));
+        }
+        let names = self
+            .function
+            .sig
+            .inputs
+            .iter()
+            .filter_map(|arg| match arg {
+                FnArg::Typed(typed) => Some(&*typed.pat),
+                FnArg::Receiver(_) => None,
+            })
+            .map(|pat| match pat {
+                Pat::Ident(pat) => Some(&pat.ident),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        // Two or three parameters: a tuple of references, whose shortcut exists when all of
+        // them are integers (and encodes as the parameters do, joined by `:`).
+        match names.as_slice() {
+            [name] => Some(quote_spanned!(name.span()=> &#name)),
+            [_, _] | [_, _, _] => Some(quote!(&(#(&#names,)*))),
+            _ => None,
+        }
     }
 
     /// Whether refreshes of this async function run in a spawned task: it has `stale` or
@@ -402,27 +479,6 @@ impl Gen<'_> {
                     !borrows(&quote!(#ty))
                 }
             })
-    }
-
-    /// The parameter of a sync function keyed by default by a single parameter of a
-    /// primitive integer type (up to 64 bits): its hits can skip text encoding.
-    fn single_integer_param(&self) -> Option<syn::Ident> {
-        const INTEGERS: [&str; 10] = [
-            "u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", "isize",
-        ];
-        if self.args.key.is_some() || self.function.sig.inputs.len() != 1 {
-            return None;
-        }
-        let FnArg::Typed(typed) = self.function.sig.inputs.first()? else {
-            return None;
-        };
-        let (Pat::Ident(pat), Type::Path(ty)) = (&*typed.pat, &*typed.ty) else {
-            return None;
-        };
-        let ident = ty.path.get_ident()?;
-        INTEGERS
-            .contains(&ident.to_string().as_str())
-            .then(|| pat.ident.clone())
     }
 
     /// Encodes the key: the `key = ...` expression, or every named parameter in order. In a

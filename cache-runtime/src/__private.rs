@@ -8,7 +8,9 @@ pub use std::time::Duration;
 pub use crate::freshness::Lifetime;
 pub use crate::front::Front;
 pub use crate::key::{Key, KeyBuf, KeyPart};
-pub use crate::layered::{BatchOutcome, CachedFn, FrontKey, RemoteCodec, Settings};
+pub use crate::layered::{
+    BatchOutcome, CachedFn, FrontKey, Pending, Probed, RemoteCodec, Settings,
+};
 pub use crate::outcome::{Outcome, Plain};
 pub use crate::stats::Stats;
 pub use crate::store::local::Policy;
@@ -73,6 +75,13 @@ pub fn shared<V: RemoteValue>() -> Option<RemoteCodec<V>> {
 /// The codec of a `local` function: none, and no serde bounds.
 pub fn local<V>() -> Option<RemoteCodec<V>> {
     None
+}
+
+/// Whether a method's `Self` adds nothing to its keys (no type arguments; see
+/// [`SelfTypeArgs`]): then the front table may be probed with the key's shortcut.
+#[inline]
+pub fn plain_self(type_name: &str) -> bool {
+    self_type_args(type_name).is_none()
 }
 
 /// Appends one argument to a key, behind a separator unless it is the first.
@@ -301,14 +310,40 @@ pub trait CacheCalls<V: 'static> {
         args: &KeyBuf,
         body: impl FnOnce() -> O,
     ) -> O;
-    /// [`CachedFn::call_int`].
-    fn call_int<O: Outcome<V>>(
+    /// [`CachedFn::probe_key`].
+    fn probe_key<K: KeyPart + ?Sized>(
         self,
         front: &'static FrontKey<V>,
-        bits: u64,
-        encode: impl FnOnce() -> KeyBuf,
+        key: &K,
+        plain: bool,
+    ) -> Probed<V>;
+    /// [`CachedFn::call_pending`].
+    fn call_pending<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        pending: Pending,
         body: impl FnOnce() -> O,
     ) -> O;
+    /// [`CachedFn::call_async_pending`].
+    async fn call_async_pending<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        pending: Pending,
+        body: impl Future<Output = O>,
+    ) -> O;
+    /// [`CachedFn::call_async_detached_pending`].
+    async fn call_async_detached_pending<O, F>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        pending: Pending,
+        body: F,
+    ) -> O
+    where
+        O: Outcome<V> + Send + 'static,
+        F: Future<Output = O> + Send + 'static;
     /// [`CachedFn::call_async`].
     async fn call_async<O: Outcome<V>>(
         self,
@@ -361,14 +396,49 @@ impl<V: CacheValue> CacheCalls<V> for &Cache<V> {
         self.0.call(front, args, body)
     }
     #[inline]
-    fn call_int<O: Outcome<V>>(
+    fn probe_key<K: KeyPart + ?Sized>(
         self,
         front: &'static FrontKey<V>,
-        bits: u64,
-        encode: impl FnOnce() -> KeyBuf,
+        key: &K,
+        plain: bool,
+    ) -> Probed<V> {
+        self.0.probe_key(front, key, plain)
+    }
+    #[inline]
+    fn call_pending<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        pending: Pending,
         body: impl FnOnce() -> O,
     ) -> O {
-        self.0.call_int(front, bits, encode, body)
+        self.0.call_pending(front, args, pending, body)
+    }
+    #[inline]
+    async fn call_async_pending<O: Outcome<V>>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        pending: Pending,
+        body: impl Future<Output = O>,
+    ) -> O {
+        self.0.call_async_pending(front, args, pending, body).await
+    }
+    #[inline]
+    async fn call_async_detached_pending<O, F>(
+        self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        pending: Pending,
+        body: F,
+    ) -> O
+    where
+        O: Outcome<V> + Send + 'static,
+        F: Future<Output = O> + Send + 'static,
+    {
+        self.0
+            .call_async_detached_pending(front, args, pending, body)
+            .await
     }
     #[inline]
     async fn call_async<O: Outcome<V>>(
@@ -437,12 +507,36 @@ pub trait CacheNever<V: 'static>: Sized {
         unreachable!("the value type was reported as not cacheable")
     }
     /// Never run.
-    fn call_int<O>(
+    fn probe_key<K: ?Sized>(self, _: &'static FrontKey<V>, _: &K, _: bool) -> Probed<V> {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    fn call_pending<O>(
         self,
         _: &'static FrontKey<V>,
-        _: u64,
-        _: impl FnOnce() -> KeyBuf,
+        _: &KeyBuf,
+        _: Pending,
         _: impl FnOnce() -> O,
+    ) -> O {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    async fn call_async_pending<O>(
+        self,
+        _: &'static FrontKey<V>,
+        _: &KeyBuf,
+        _: Pending,
+        _: impl Future<Output = O>,
+    ) -> O {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    async fn call_async_detached_pending<O>(
+        self,
+        _: &'static FrontKey<V>,
+        _: &KeyBuf,
+        _: Pending,
+        _: impl Future<Output = O>,
     ) -> O {
         unreachable!("the value type was reported as not cacheable")
     }

@@ -199,7 +199,7 @@ impl<V: Clone> Front<V> {
             hash: probe.hash,
             head: probe.head,
             len: probe.len,
-            long: (probe.len > HEAD && probe.len != usize::MAX).then(|| args.into()),
+            long: probe.long_of(args),
             value: fill.value,
             deadline: fill.deadline,
             delta_beta: fill.delta_beta,
@@ -270,12 +270,21 @@ impl<V> Drop for Table<V> {
 
 /// One call's key as the front table compares it: a hash, the zero-padded first bytes and the
 /// length. Keys longer than [`HEAD`] are also compared in full.
+///
+/// Four kinds, which never match each other (their `len`s differ): encoded arguments, one
+/// integer (by its bits, `len` = [`INT`]), two or three integers (`len` = [`INT`] minus
+/// their count) and one text (unescaped, `len` tagged with [`RAW`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Probe {
     pub(crate) hash: u64,
     head: [u8; HEAD],
     len: usize,
 }
+
+/// The `len` of an integer probe: no text has it.
+const INT: usize = usize::MAX;
+/// Tags the `len` of a raw-text probe (texts are far shorter than 2^63 bytes).
+const RAW: usize = 1 << (usize::BITS - 1);
 
 impl Probe {
     /// The probe of encoded arguments.
@@ -285,8 +294,7 @@ impl Probe {
         Probe::build(head, len, args.as_str())
     }
 
-    /// The probe of a function keyed by one integer, built from its bits (no text): `len`
-    /// holds a value no text key can have, so the two kinds never match each other.
+    /// The probe of a function keyed by one integer, built from its bits (no text).
     #[inline]
     pub(crate) fn of_int(bits: u64) -> Self {
         let mut head = [0u8; HEAD];
@@ -295,8 +303,33 @@ impl Probe {
         Probe {
             hash: (h ^ (h >> 29) ^ (h >> 47)) | 1 << 63,
             head,
-            len: usize::MAX,
+            len: INT,
         }
+    }
+
+    /// The probe of a function keyed by two or three integers (`words[..count]`).
+    #[inline]
+    pub(crate) fn of_ints(words: [u64; 3], count: usize) -> Self {
+        let mut head = [0u8; HEAD];
+        for (bytes, word) in head.chunks_exact_mut(8).zip(words) {
+            bytes.copy_from_slice(&word.to_le_bytes());
+        }
+        let len = INT - count;
+        Probe {
+            hash: crate::hash::of_bytes(len as u64, &head[..8 * count]) | 1 << 63,
+            head,
+            len,
+        }
+    }
+
+    /// The probe of a function keyed by one text, built from the text itself: the escaped
+    /// encoding is written only on a miss.
+    #[inline]
+    pub(crate) fn of_raw(text: &str) -> Self {
+        let (head, len) = crate::key::head_of(text);
+        let mut probe = Probe::build(head, len, text);
+        probe.len |= RAW;
+        probe
     }
 
     /// The probe of encoded arguments given as text.
@@ -305,23 +338,30 @@ impl Probe {
         Probe::build(head, len, args)
     }
 
+    /// What a slot keeps of a key beyond its head, for a slot filled by a call with these
+    /// encoded arguments: the whole text when it is longer than the head (unescaped for a
+    /// raw-text probe, which compares the caller's text), nothing otherwise.
+    fn long_of(&self, args: &str) -> Option<Box<str>> {
+        if self.len >= INT - 3 || self.len & !RAW <= HEAD {
+            return None;
+        }
+        if self.len & RAW == 0 {
+            return Some(args.into());
+        }
+        crate::key::unescape_text(args).map(|text| text.into())
+    }
+
     #[inline]
     fn build(head: [u8; HEAD], len: usize, full: &str) -> Self {
-        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut h = len as u64;
-        for word in head.chunks_exact(8) {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(word);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(bytes)).wrapping_mul(SEED);
-        }
-        if len > HEAD {
-            for &b in &full.as_bytes()[HEAD..] {
-                h = (h.rotate_left(5) ^ b as u64).wrapping_mul(SEED);
-            }
-        }
-        // Mix the high bits down (bucket selection uses the low bits); never 0, the empty tag.
+        // Keys within the head are hashed from it (whole words); longer ones word by word.
+        let bytes = if len <= HEAD {
+            &head[..len.div_ceil(8) * 8]
+        } else {
+            full.as_bytes()
+        };
         Probe {
-            hash: (h ^ (h >> 29) ^ (h >> 47)) | 1 << 63,
+            // Mixed down by the hasher (buckets use the low bits); never 0, the empty tag.
+            hash: crate::hash::of_bytes(len as u64, bytes) | 1 << 63,
             head,
             len,
         }
@@ -329,15 +369,109 @@ impl Probe {
 }
 
 /// The probe hashes front tables may file the key with these encoded arguments under: the
-/// text's, and for a key that reads as one integer, the integer's (functions keyed by one
-/// integer probe with its bits, see [`Probe::of_int`]).
-pub(crate) fn probe_hashes(args: &str) -> [Option<u64>; 2] {
-    let bits = args
-        .parse::<u64>()
-        .ok()
-        .or_else(|| args.parse::<i64>().ok().map(|n| n as u64));
+/// text's; for a key that reads as one integer, the integer's (see [`Probe::of_int`]); for
+/// two or three integers joined by `:`, theirs ([`Probe::of_ints`]); for a key that is one
+/// escaped text, the text's (see [`Probe::of_raw`]).
+pub(crate) fn probe_hashes(args: &str) -> [Option<u64>; 4] {
+    let mut words = [0u64; 3];
+    let mut count = 0;
+    for part in args.split(':') {
+        match (words.get_mut(count), int_bits(part)) {
+            (Some(word), Some(bits)) => *word = bits,
+            _ => {
+                count = 0;
+                break;
+            }
+        }
+        count += 1;
+    }
     [
         Some(Probe::of_text(args).hash),
-        bits.map(|bits| Probe::of_int(bits).hash),
+        int_bits(args).map(|bits| Probe::of_int(bits).hash),
+        (count >= 2).then(|| Probe::of_ints(words, count).hash),
+        crate::key::unescape_text(args).map(|text| Probe::of_raw(&text).hash),
     ]
+}
+
+/// The bits an integer key part's shortcut has, if `part` is one (see `KeyPart::shortcut`).
+fn int_bits(part: &str) -> Option<u64> {
+    part.parse::<u64>()
+        .ok()
+        .or_else(|| part.parse::<i64>().ok().map(|n| n as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The multiplier of `hash::of_bytes`, to build a collision on purpose.
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn step(state: u64, word: u64) -> u64 {
+        (state.rotate_left(5) ^ word).wrapping_mul(SEED)
+    }
+
+    /// Two different ASCII texts of 40 bytes, equal in their first 24, whose raw-text probes
+    /// have the same hash, head and length: only the whole-text compare tells them apart.
+    fn colliding_texts() -> (String, String) {
+        let prefix = [b'p'; 24];
+        let mut state = 40u64;
+        for word in prefix.chunks_exact(8) {
+            state = step(state, u64::from_le_bytes(word.try_into().unwrap()));
+        }
+        let (a1, a2) = (*b"aaaaaaaa", *b"bbbbbbbb");
+        let last = step(state, u64::from_le_bytes(a1)).rotate_left(5) ^ u64::from_le_bytes(a2);
+        let text = |w1: [u8; 8], w2: [u8; 8]| {
+            let mut bytes = prefix.to_vec();
+            bytes.extend(w1);
+            bytes.extend(w2);
+            String::from_utf8(bytes).unwrap()
+        };
+        for i in 0u64.. {
+            // Printable words: every byte in 0x20..0x60.
+            let b1 = (0..8).fold(0u64, |w, k| w | ((i >> (6 * k)) & 63 | 32) << (8 * k));
+            let b2 = step(state, b1).rotate_left(5) ^ last;
+            if b1 != u64::from_le_bytes(a1) && b2.to_le_bytes().iter().all(u8::is_ascii) {
+                return (text(a1, a2), text(b1.to_le_bytes(), b2.to_le_bytes()));
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn texts_whose_probes_collide_are_told_apart() {
+        let (a, b) = colliding_texts();
+        let (pa, pb) = (Probe::of_raw(&a), Probe::of_raw(&b));
+        assert_ne!(a, b);
+        assert_eq!((pa.hash, pa.head, pa.len), (pb.hash, pb.head, pb.len));
+        let counters: &'static Counters = Box::leak(Box::default());
+        let front = Front::<u64>::new();
+        let fill = Fill {
+            value: 7,
+            deadline: u64::MAX,
+            delta_beta: 0,
+            epoch: 0,
+        };
+        front.put(&pa, &crate::key::encode(a.as_str()), fill, counters, 100);
+        assert!(matches!(front.get(&pa, &a, 0), Lookup::Hit(7)));
+        assert!(matches!(front.get(&pb, &b, 0), Lookup::Miss));
+    }
+
+    #[test]
+    fn an_escaped_key_maps_back_to_the_probes_of_its_shortcuts() {
+        for text in ["https://example.com/a:b,c[d]~e+f\\g/long-enough", "x", ""] {
+            let encoded = crate::key::encode(text);
+            assert!(probe_hashes(&encoded).contains(&Some(Probe::of_raw(text).hash)));
+        }
+        for n in [0i64, 42, -7, i64::MIN] {
+            let encoded = crate::key::encode(&n);
+            assert!(probe_hashes(&encoded).contains(&Some(Probe::of_int(n as u64).hash)));
+            let pair = crate::key::encode(&(n, 3u32));
+            let words = [n as u64, 3, 0];
+            assert!(probe_hashes(&pair).contains(&Some(Probe::of_ints(words, 2).hash)));
+            let triple = crate::key::encode(&(1u8, n, u64::MAX));
+            let words = [1, n as u64, u64::MAX];
+            assert!(probe_hashes(&triple).contains(&Some(Probe::of_ints(words, 3).hash)));
+        }
+    }
 }

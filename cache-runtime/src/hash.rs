@@ -24,6 +24,14 @@ impl BuildHasher for FastHash {
 
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
+/// The hash of `bytes` from a starting state `seed` (the front tables' probes).
+#[inline]
+pub(crate) fn of_bytes(seed: u64, bytes: &[u8]) -> u64 {
+    let mut hasher = FastHasher(seed);
+    hasher.write(bytes);
+    hasher.finish()
+}
+
 impl FastHasher {
     #[inline]
     fn mix(&mut self, word: u64) {

@@ -157,6 +157,36 @@ impl fmt::Debug for KeyBuf {
     }
 }
 
+/// The text whose escaped form `encoded` is, when `encoded` is one text part (no unescaped
+/// meta byte); `None` for any other encoding.
+pub(crate) fn unescape_text(encoded: &str) -> Option<Cow<'_, str>> {
+    let bytes = encoded.as_bytes();
+    if !bytes.iter().any(|&b| is_meta(b)) {
+        return Some(Cow::Borrowed(encoded));
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => {
+                let &next = bytes.get(i + 1)?;
+                if !is_meta(next) {
+                    return None;
+                }
+                out.push(next);
+                i += 2;
+            }
+            b if is_meta(b) => return None,
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    // Only ASCII escape bytes were removed from valid UTF-8, at ASCII positions.
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
 #[inline]
 fn is_meta(b: u8) -> bool {
     matches!(b, b'\\' | b':' | b',' | b'[' | b']' | b'~' | b'+')
@@ -202,6 +232,34 @@ pub(crate) fn head_of(text: &str) -> ([u8; HEAD], usize) {
 pub trait KeyPart {
     /// Appends this value's encoding to `out`.
     fn encode_key(&self, out: &mut KeyBuf);
+
+    /// How a front table may recognise this value without encoding it, when it is a
+    /// function's whole key. Integers and text have one; everything else is encoded.
+    #[doc(hidden)]
+    #[inline]
+    fn shortcut(&self) -> Shortcut<'_> {
+        Shortcut::Encoded
+    }
+}
+
+/// A whole key as a front table can probe it without encoding: see [`KeyPart::shortcut`].
+///
+/// A shortcut stands for exactly one encoding: `Int(bits)` for the decimal text of the
+/// integer whose bits (sign-extended to 64) they are, `Ints` for such texts joined by `:`,
+/// `Text(t)` for `t` escaped. The
+/// listener of other processes' invalidations maps encoded text back to both (see
+/// `front::probe_hashes`).
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub enum Shortcut<'a> {
+    /// An integer of at most 64 bits.
+    Int(u64),
+    /// Two or three such integers (a tuple): their bits, then zeros.
+    Ints([u64; 3], usize),
+    /// Text, unescaped.
+    Text(&'a str),
+    /// No shortcut: encode the key.
+    Encoded,
 }
 
 macro_rules! unsigned_key_part {
@@ -210,6 +268,11 @@ macro_rules! unsigned_key_part {
             #[inline]
             fn encode_key(&self, out: &mut KeyBuf) {
                 out.push_u64(*self as u64);
+            }
+
+            #[inline]
+            fn shortcut(&self) -> Shortcut<'_> {
+                Shortcut::Int(*self as u64)
             }
         }
     )*};
@@ -225,6 +288,11 @@ macro_rules! signed_key_part {
                     out.push_raw("-");
                 }
                 out.push_u64((*self as i64).unsigned_abs());
+            }
+
+            #[inline]
+            fn shortcut(&self) -> Shortcut<'_> {
+                Shortcut::Int(*self as i64 as u64)
             }
         }
     )*};
@@ -289,12 +357,22 @@ impl KeyPart for str {
     fn encode_key(&self, out: &mut KeyBuf) {
         out.push_escaped(self);
     }
+
+    #[inline]
+    fn shortcut(&self) -> Shortcut<'_> {
+        Shortcut::Text(self)
+    }
 }
 
 impl KeyPart for String {
     #[inline]
     fn encode_key(&self, out: &mut KeyBuf) {
         out.push_escaped(self);
+    }
+
+    #[inline]
+    fn shortcut(&self) -> Shortcut<'_> {
+        Shortcut::Text(self)
     }
 }
 
@@ -366,6 +444,11 @@ macro_rules! deref_key_part {
             fn encode_key(&self, out: &mut KeyBuf) {
                 (**self).encode_key(out);
             }
+
+            #[inline]
+            fn shortcut(&self) -> Shortcut<'_> {
+                (**self).shortcut()
+            }
         }
     )*};
 }
@@ -375,23 +458,50 @@ impl<T: KeyPart + ToOwned + ?Sized> KeyPart for Cow<'_, T> {
     fn encode_key(&self, out: &mut KeyBuf) {
         (**self).encode_key(out);
     }
+
+    #[inline]
+    fn shortcut(&self) -> Shortcut<'_> {
+        (**self).shortcut()
+    }
 }
 
 macro_rules! tuple_key_part {
-    ($first:ident $($rest:ident)*) => {
+    ($first:ident $($rest:ident)* $(; $shortcut:item)?) => {
         impl<$first: KeyPart, $($rest: KeyPart),*> KeyPart for ($first, $($rest,)*) {
             #[allow(non_snake_case)]
+            #[inline]
             fn encode_key(&self, out: &mut KeyBuf) {
                 let ($first, $($rest,)*) = self;
                 $first.encode_key(out);
                 $( out.separator(); $rest.encode_key(out); )*
             }
+            $($shortcut)?
         }
     };
 }
+/// The `Ints` shortcut of a pair or triple whose elements are all integers.
+macro_rules! int_tuple_shortcut {
+    ($count:literal; $($part:ident),*) => {
+        #[inline]
+        fn shortcut(&self) -> Shortcut<'_> {
+            let ($($part,)*) = self;
+            match ($($part.shortcut(),)*) {
+                ($(Shortcut::Int($part),)*) => {
+                    let mut words = [0u64; 3];
+                    for (word, bits) in words.iter_mut().zip([$($part),*]) {
+                        *word = bits;
+                    }
+                    Shortcut::Ints(words, $count)
+                }
+                _ => Shortcut::Encoded,
+            }
+        }
+    };
+}
+
 tuple_key_part!(A);
-tuple_key_part!(A B);
-tuple_key_part!(A B C);
+tuple_key_part!(A B; int_tuple_shortcut! {2; a, b});
+tuple_key_part!(A B C; int_tuple_shortcut! {3; a, b, c});
 tuple_key_part!(A B C D);
 tuple_key_part!(A B C D E);
 tuple_key_part!(A B C D E F);

@@ -39,7 +39,9 @@ use crate::store::local::{Entry, LocalStore, Policy};
 use crate::store::{Budget, Op, Reply, SharedStore};
 
 mod batch;
+mod shortcut;
 pub use batch::BatchOutcome;
+pub use shortcut::{Pending, Probed};
 
 /// How a function's values go to and from bytes (absent for `local` functions, which need no
 /// serde bounds).
@@ -285,30 +287,6 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         }
     }
 
-    /// A sync call of a function keyed by one integer parameter: the front table is probed
-    /// with the integer's bits, and the text key is encoded (by `encode`) only on a miss.
-    #[inline]
-    pub fn call_int<O: Outcome<V>>(
-        &'static self,
-        front: &'static FrontKey<V>,
-        bits: u64,
-        encode: impl FnOnce() -> KeyBuf,
-        body: impl FnOnce() -> O,
-    ) -> O {
-        let probe = Probe::of_int(bits);
-        let mode = mode::for_call(self.address());
-        if mode != Mode::Normal {
-            return self.unusual_blocking(mode, front, encode().as_str(), probe, body);
-        }
-        match self.front_hit(front, &probe, "") {
-            Lookup::Hit(value) => O::from_cached(value),
-            lookup => {
-                let args = encode();
-                self.miss_blocking(front, args.as_str(), probe, lookup, body)
-            }
-        }
-    }
-
     /// An async call: answers from the layers or awaits `body` once per key.
     pub async fn call_async<O: Outcome<V>>(
         &'static self,
@@ -460,6 +438,22 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             Lookup::Hit(value) => return O::from_cached(value),
             lookup => lookup,
         };
+        self.detached_miss(front, args, probe, lookup, body).await
+    }
+
+    /// [`call_async_detached`](Self::call_async_detached) after a front-table miss.
+    async fn detached_miss<O, F>(
+        &'static self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        probe: Probe,
+        lookup: Lookup<V>,
+        body: F,
+    ) -> O
+    where
+        O: Outcome<V> + Send + 'static,
+        F: Future<Output = O> + Send + 'static,
+    {
         let call = self.call_site(front, args.as_str(), probe, lookup);
         let mut work = match self.prepare(&NonBlocking, &call).await {
             Step::Answer(value) => return O::from_cached(value),

@@ -56,6 +56,8 @@ pub use cache_macros::cached;
 pub use cache_macros::cached_block;
 pub use config::{Config, Error, Store};
 pub use freshness::Expires;
+#[doc(hidden)]
+pub use key::Shortcut;
 pub use key::{encode as encode_key, Key, KeyBuf, KeyPart};
 pub use mode::{bypass, bypass_async};
 pub use outcome::{Outcome, Plain};

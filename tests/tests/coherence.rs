@@ -15,10 +15,14 @@ use integration_tests::{serial, with_redis, RedisServer};
 static TRUTH: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 fn truth(n: u64) -> String {
+    truth_of(&n.to_string())
+}
+
+fn truth_of(name: &str) -> String {
     let url = TRUTH.lock().unwrap().clone();
     let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
     redis::cmd("GET")
-        .arg(format!("truth:{n}"))
+        .arg(format!("truth:{name}"))
         .query::<Option<String>>(&mut conn)
         .unwrap()
         .unwrap_or_else(|| "none".into())
@@ -28,6 +32,13 @@ fn truth(n: u64) -> String {
 #[cached(ttl = 600, name = "coherence::value")]
 fn value(n: u64) -> String {
     truth(n)
+}
+
+/// The peers' text-keyed function: hits probe the front table with the text itself, so an
+/// invalidation from another process, which names the escaped key, must find those slots.
+#[cached(ttl = 600, name = "coherence::page")]
+fn page(url: &str) -> String {
+    truth_of(url)
 }
 
 /// Set by a test: `slow(1)` waits, after reading its source, until other processes have
@@ -51,9 +62,13 @@ fn slow(n: u64) -> String {
 }
 
 fn set_truth(server: &RedisServer, n: u64, value: &str) {
+    set_truth_of(server, &n.to_string(), value);
+}
+
+fn set_truth_of(server: &RedisServer, name: &str, value: &str) {
     *TRUTH.lock().unwrap() = server.url();
     let _: () = redis::cmd("SET")
-        .arg(format!("truth:{n}"))
+        .arg(format!("truth:{name}"))
         .arg(value)
         .query(&mut server.connection())
         .unwrap();
@@ -313,4 +328,26 @@ fn a_process_ignores_its_own_messages() {
     let after = value::stats();
     assert_eq!(after.l2_hits, before.l2_hits, "key 1 was forgotten");
     assert_eq!(after.misses, before.misses);
+}
+
+#[test]
+fn another_process_invalidating_a_text_key_voids_this_processs_front_slots() {
+    let (_guard, server) = with_redis("coh-text");
+    page::clear_local();
+    // Longer than a front slot's inline head, with bytes the key encoding escapes (`:`).
+    for url in ["https://example.com/notes:42/comments?page=7", "a:b"] {
+        set_truth_of(&server, url, "old");
+        assert_eq!(page(url), "old");
+        // Answered by this thread's front table from now on.
+        let misses = page::stats().misses;
+        assert_eq!(page(url), "old");
+        assert_eq!(page::stats().misses, misses);
+        let status = peer(&["invalidate-page", &server.url(), "coh-text", url])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        poll_until("the peer's invalidation voids the front slot", || {
+            page(url).starts_with("v-from-")
+        });
+    }
 }

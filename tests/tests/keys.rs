@@ -161,3 +161,27 @@ fn the_crate_root_is_part_of_the_default_name_too() {
     assert_eq!(get::key(1).to_string(), "keys::get:v0:1");
     assert_eq!(get(1), 3);
 }
+
+/// Keyed by one text: hits compare the caller's text itself, unencoded.
+#[cached(ttl = 600)]
+fn echo(text: &str) -> String {
+    text.to_owned()
+}
+
+proptest! {
+    /// Whatever texts share (a long head, the same length, escapes that encode alike only
+    /// if misread), each call gets its own text back, also when answered from this thread's
+    /// front table.
+    #[test]
+    fn text_keys_are_told_apart_on_the_hit_path(
+        head in r"[a:\\]{20,30}",
+        tails in vec(tricky(), 1..6),
+    ) {
+        let texts: Vec<String> = tails.iter().map(|tail| format!("{head}{tail}")).collect();
+        for _ in 0..2 {
+            for text in &texts {
+                prop_assert_eq!(&echo(text), text);
+            }
+        }
+    }
+}

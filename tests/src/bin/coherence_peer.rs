@@ -12,6 +12,8 @@
 //!                                           F::invalidate(N) (F: `value` or `slow`), in
 //!                                           order; then exits
 //! coherence_peer put URL PREFIX N VALUE     value::put(N, VALUE)
+//! coherence_peer invalidate-page URL PREFIX PAGE
+//!                                           `SET truth:PAGE <next>` and page::invalidate(PAGE)
 //! ```
 //!
 //! `value(n)` returns the Redis key `truth:{n}` (read with a raw connection): the source of
@@ -27,10 +29,15 @@ fn url() -> String {
 
 /// The source of truth of key `n`.
 fn truth(n: u64) -> String {
+    truth_of(&n.to_string())
+}
+
+/// The source of truth of key `name`: the Redis key `truth:{name}`.
+fn truth_of(name: &str) -> String {
     let client = redis::Client::open(url()).expect("url");
     let mut conn = client.get_connection().expect("connection");
     redis::cmd("GET")
-        .arg(format!("truth:{n}"))
+        .arg(format!("truth:{name}"))
         .query::<Option<String>>(&mut conn)
         .expect("GET truth")
         .unwrap_or_else(|| "none".into())
@@ -44,6 +51,12 @@ fn value(n: u64) -> String {
 #[cached(ttl = 600, name = "coherence::slow")]
 fn slow(n: u64) -> String {
     truth(n)
+}
+
+/// Keyed by one text: its front-table slots are probed with the text itself.
+#[cached(ttl = 600, name = "coherence::page")]
+fn page(url: &str) -> String {
+    truth_of(url)
 }
 
 fn unix_nanos() -> u128 {
@@ -110,6 +123,17 @@ fn main() {
                     value::invalidate(n);
                 }
             }
+        }
+        "invalidate-page" => {
+            let client = redis::Client::open(url()).expect("url");
+            let mut conn = client.get_connection().expect("connection");
+            let next = format!("v-from-{}@{}", std::process::id(), unix_nanos());
+            let _: () = redis::cmd("SET")
+                .arg(format!("truth:{}", arg(4)))
+                .arg(&next)
+                .query(&mut conn)
+                .expect("SET truth");
+            page::invalidate(arg(4));
         }
         "put" => {
             value::put(arg(4).parse().expect("N"), arg(5).to_owned());

@@ -1,0 +1,146 @@
+//! Calls of functions keyed by one integer, two or three integers, or one text: the front
+//! table is probed with the values themselves ([`KeyPart::shortcut`]), and the key is encoded only after a miss.
+//!
+//! The generated code looks first ([`CachedFn::probe_key`]) and encodes the key only when it
+//! gets [`Probed::Miss`], then goes on with the `*_pending` call. The two steps are separate
+//! statements so that the key's borrow of the parameters ends before the body takes them.
+
+use std::future::Future;
+
+use super::{CachedFn, FrontKey};
+use crate::front::{Lookup, Probe};
+use crate::io::NonBlocking;
+use crate::key::{KeyBuf, KeyPart, Shortcut};
+use crate::mode::{self, Mode};
+use crate::outcome::Outcome;
+
+/// What a look at this thread's front table found, before any key was encoded.
+pub enum Probed<V> {
+    /// A fresh value.
+    Hit(V),
+    /// Anything else: the call goes on with its encoded key.
+    Miss(Pending),
+}
+
+/// A call past its front table: what the look found out (see [`Probed`]).
+pub struct Pending {
+    /// `None` when the key has no shortcut: the encoded key is probed as usual.
+    probe: Option<Probe>,
+    mode: Mode,
+    picked_for_refresh: Option<u64>,
+}
+
+impl Pending {
+    const ENCODE_FIRST: Pending = Pending {
+        probe: None,
+        mode: Mode::Normal,
+        picked_for_refresh: None,
+    };
+
+    fn lookup<V>(&self) -> Lookup<V> {
+        self.picked_for_refresh
+            .map_or(Lookup::Miss, Lookup::PickedForRefresh)
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
+    /// Looks `key`, the whole key of a call, up in this thread's front table when it has a
+    /// shortcut and `plain` (no type arguments are part of the function's keys).
+    #[inline]
+    pub fn probe_key<K: KeyPart + ?Sized>(
+        &'static self,
+        front: &'static FrontKey<V>,
+        key: &K,
+        plain: bool,
+    ) -> Probed<V> {
+        let (probe, text) = match key.shortcut() {
+            Shortcut::Int(bits) if plain => (Probe::of_int(bits), ""),
+            Shortcut::Ints(words, count) if plain => (Probe::of_ints(words, count), ""),
+            Shortcut::Text(text) if plain => (Probe::of_raw(text), text),
+            _ => return Probed::Miss(Pending::ENCODE_FIRST),
+        };
+        let mode = mode::for_call(self.address());
+        if mode != Mode::Normal {
+            return Probed::Miss(Pending {
+                probe: Some(probe),
+                mode,
+                picked_for_refresh: None,
+            });
+        }
+        match self.front_hit(front, &probe, text) {
+            Lookup::Hit(value) => Probed::Hit(value),
+            Lookup::PickedForRefresh(deadline) => Probed::Miss(Pending {
+                probe: Some(probe),
+                mode,
+                picked_for_refresh: Some(deadline),
+            }),
+            Lookup::Miss => Probed::Miss(Pending {
+                probe: Some(probe),
+                mode,
+                picked_for_refresh: None,
+            }),
+        }
+    }
+
+    /// A sync call after [`probe_key`](Self::probe_key) missed; `args` is the encoded key.
+    pub fn call_pending<O: Outcome<V>>(
+        &'static self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        pending: Pending,
+        body: impl FnOnce() -> O,
+    ) -> O {
+        let Some(probe) = pending.probe else {
+            return self.call(front, args, body);
+        };
+        if pending.mode != Mode::Normal {
+            return self.unusual_blocking(pending.mode, front, args.as_str(), probe, body);
+        }
+        self.miss_blocking(front, args.as_str(), probe, pending.lookup(), body)
+    }
+
+    /// An async call after [`probe_key`](Self::probe_key) missed.
+    pub async fn call_async_pending<O: Outcome<V>>(
+        &'static self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        pending: Pending,
+        body: impl Future<Output = O>,
+    ) -> O {
+        let Some(probe) = pending.probe else {
+            return self.call_async(front, args, body).await;
+        };
+        if pending.mode != Mode::Normal {
+            return self
+                .unusual_async(pending.mode, front, args, probe, body)
+                .await;
+        }
+        let call = self.call_site(front, args.as_str(), probe, pending.lookup());
+        self.miss(&NonBlocking, call, body).await
+    }
+
+    /// [`call_async_detached`](Self::call_async_detached) after
+    /// [`probe_key`](Self::probe_key) missed.
+    pub async fn call_async_detached_pending<O, F>(
+        &'static self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        pending: Pending,
+        body: F,
+    ) -> O
+    where
+        O: Outcome<V> + Send + 'static,
+        F: Future<Output = O> + Send + 'static,
+    {
+        let Some(probe) = pending.probe else {
+            return self.call_async_detached(front, args, body).await;
+        };
+        if pending.mode != Mode::Normal {
+            return self
+                .unusual_async(pending.mode, front, args, probe, body)
+                .await;
+        }
+        self.detached_miss(front, args, probe, pending.lookup(), body)
+            .await
+    }
+}
