@@ -3,12 +3,20 @@
 //!
 //! ```text
 //! call_batch(ids)
-//!   each id (once): front table, L1, preload scope           hit -> into the answer
-//!   each id still missing: single flight on its key          another caller leads -> wait
-//!   the ids this call leads: one GetMany (one MGET)          found -> decode, backfill L1
+//!   each id (once): front table, L1, preload scope           fresh hit -> into the answer
+//!                                                            stale / picked early -> refresh
+//!   each id still missing or to refresh: single flight       another caller leads -> wait
+//!                                                            (or its stale value, at once)
+//!   the ids this call leads: one GetMany (one MGET)          fresh -> decode, backfill L1
 //!   the rest: body(ids) once -> L1 insert -> release waiters -> one SetMany (pipelined SETs)
 //!   the ids waited for: L1 again; one whose leader's body did not return it goes round again
 //! ```
+//!
+//! `stale` and `refresh = early` work per element, as for a one-key call: an element past its
+//! deadline but inside its stale window (or picked by early refresh) is served at once to
+//! every call but the one that leads its refresh, which folds every element it refreshes into
+//! its one body call, beside the missing ones, and answers with the new values (an element
+//! the body leaves out keeps its stale value in the answer).
 //!
 //! A call never waits for another while it leads keys of its own (it releases them first),
 //! so batches overlapping in any order cannot deadlock. Elements the body did not return are
@@ -29,6 +37,7 @@ use crate::io::{self, Blocking, Io, NonBlocking};
 use crate::key::{KeyBuf, RemoteName};
 use crate::scope::Preloaded;
 use crate::stats::Counters;
+use crate::store::local::Entry;
 use crate::store::{Budget, Op, Reply, SetEntry};
 
 /// A return type of a batch function: `HashMap<K, V>` (always cached) or
@@ -71,6 +80,9 @@ struct Element<'a, K, V: 'static> {
     call: Call<'a, V>,
     /// Whether the shared store may hold it (no preload scope found it absent).
     ask_first: bool,
+    /// Its stale (or picked for early refresh) value: served unless this call leads the
+    /// refresh.
+    servable: Option<V>,
 }
 
 /// The shared store of a batch call, and the prefix its keys are named with.
@@ -137,24 +149,37 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 continue;
             }
             let probe = Probe::of(args);
-            if let Lookup::Hit(value) = self.front_hit(front, &probe, args.as_str()) {
-                found.push((id.clone(), value));
-                continue;
-            }
-            let call = self.call_site(front, args.as_str(), probe, Lookup::Miss);
+            let lookup = match self.front_hit(front, &probe, args.as_str()) {
+                Lookup::Hit(value) => {
+                    found.push((id.clone(), value));
+                    continue;
+                }
+                lookup => lookup,
+            };
+            let call = self.call_site(front, args.as_str(), probe, lookup);
             // Past L1 from here (see `coherence`): what is read or computed is this new.
             call.born
                 .store(crate::clock::now(), std::sync::atomic::Ordering::Relaxed);
+            let mut servable = None;
             if let Some(entry) = self.l1.get(call.args) {
-                if entry.verdict() != Verdict::Gone {
-                    found.push((id.clone(), self.l1_served(&call, entry)));
-                    continue;
+                match judged(&call, &entry) {
+                    Verdict::Fresh => {
+                        found.push((id.clone(), self.l1_served(&call, entry)));
+                        continue;
+                    }
+                    Verdict::Refresh => servable = Some(entry.value),
+                    Verdict::Gone => {}
                 }
             }
             let ask_first = match self.preloaded(&call) {
-                Preloaded::Served(Backfill::Fresh(value) | Backfill::Servable(value)) => {
+                Preloaded::Served(Backfill::Fresh(value)) => {
                     found.push((id.clone(), value));
                     continue;
+                }
+                // The store held what the scope holds: refresh it without asking again.
+                Preloaded::Served(Backfill::Servable(value)) => {
+                    servable = Some(value);
+                    false
                 }
                 Preloaded::Served(Backfill::Undecodable) | Preloaded::Absent => false,
                 Preloaded::Served(Backfill::Expired) | Preloaded::Unknown => true,
@@ -163,6 +188,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 id,
                 call,
                 ask_first,
+                servable,
             });
         }
         let shared = if pending.is_empty() {
@@ -174,17 +200,28 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         while !pending.is_empty() {
             let mut led: Vec<(Element<'_, K, V>, Leader<'static>)> = Vec::new();
             let mut waiting: Vec<(Element<'_, K, V>, Waiter)> = Vec::new();
-            for element in pending.drain(..) {
+            for mut element in pending.drain(..) {
                 match self
                     .flights
                     .join(element.call.args, element.call.probe.hash)
                 {
-                    Joined::Leader(leader) => match self.fresh_in_l1(&element.call) {
-                        // Another caller stored it since this call looked.
-                        Some(value) => found.push((element.id.clone(), value)),
-                        None => led.push((element, leader)),
+                    Joined::Leader(leader) => {
+                        // Another caller stored it since this call looked (a value picked
+                        // for early refresh is still fresh: it is not asked).
+                        let stored = match element.servable {
+                            None => self.fresh_in_l1(&element.call),
+                            Some(_) => None,
+                        };
+                        match stored {
+                            Some(value) => found.push((element.id.clone(), value)),
+                            None => led.push((element, leader)),
+                        }
+                    }
+                    // Another caller refreshes it: its stale value, without waiting.
+                    Joined::Waiter(waiter) => match element.servable.take() {
+                        Some(value) => found.push((element.id.clone(), self.count_hit(value))),
+                        None => waiting.push((element, waiter)),
                     },
-                    Joined::Waiter(waiter) => waiting.push((element, waiter)),
                 }
             }
             if let Some(shared) = &shared {
@@ -209,20 +246,32 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     .enumerate()
                     .map(|(at, (e, _))| (e.id, at))
                     .collect();
+                let mut returned = vec![false; led.len()];
                 for (id, value) in &elements {
                     // Only the ids asked for are cached (and each once).
                     let Some(&at) = position.get(id) else {
                         continue;
                     };
+                    returned[at] = true;
                     let element = &led[at].0;
                     let call = &element.call;
                     // An invalidation since the call began: the value may predate it.
                     if self.epoch.load(std::sync::atomic::Ordering::Acquire) != call.epoch {
                         continue;
                     }
-                    if let Some(write) = self.store_value(call, remote, value, compute_time, false)
+                    // A refreshed element replaces a value front tables may hold as fresh.
+                    let replaces = element.servable.is_some();
+                    if let Some(write) =
+                        self.store_value(call, remote, value, compute_time, replaces)
                     {
                         writes.push((call.args, write));
+                    }
+                }
+                drop(position);
+                // A refreshed element the body left out keeps its stale value in the answer.
+                for ((element, _), returned) in led.iter_mut().zip(returned) {
+                    if let (false, Some(value)) = (returned, element.servable.take()) {
+                        found.push((element.id.clone(), self.count_hit(value)));
                     }
                 }
                 drop(led);
@@ -291,7 +340,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         };
         let mut values = values.into_iter();
         let mut missing = Vec::with_capacity(led.len());
-        for (element, leader) in led {
+        for (mut element, leader) in led {
             if !element.ask_first {
                 missing.push((element, leader));
                 continue;
@@ -300,9 +349,16 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             let backfill =
                 bytes.map(|bytes| self.decode_into_l1(&element.call, &bytes, element.call.born()));
             match backfill {
-                Some(Backfill::Fresh(value) | Backfill::Servable(value)) => {
+                Some(Backfill::Fresh(value)) => {
                     Counters::add(&self.counters.l2_hits);
+                    // Refreshed by another process: newer than what front tables hold.
+                    let value = self.replaced_if(element.servable.is_some(), &element.call, value);
                     found.push((element.id.clone(), value));
+                }
+                // Stale in the store too (now in L1): this call refreshes it.
+                Some(Backfill::Servable(value)) => {
+                    element.servable.get_or_insert(value);
+                    missing.push((element, leader));
                 }
                 _ => missing.push((element, leader)),
             }
@@ -345,5 +401,14 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             version: self.settings.version,
             args,
         }
+    }
+}
+
+/// What a call should do with an L1 entry: as [`Entry::verdict`], but an entry this call's
+/// front table already picked for early refresh is refreshed without a second draw.
+fn judged<V>(call: &Call<'_, V>, entry: &Entry<V>) -> Verdict {
+    match entry.verdict() {
+        Verdict::Fresh if call.picked_for_refresh == Some(entry.deadline) => Verdict::Refresh,
+        verdict => verdict,
     }
 }
