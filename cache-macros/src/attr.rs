@@ -705,13 +705,6 @@ fn cross_argument_rules(sig: &Signature, args: &mut CachedArgs, errors: &mut Err
             );
             args.lock_timeout = None;
         }
-        if let Some((_, at)) = args.stale_if_error.take() {
-            errors.at(
-                at,
-                "`batch` does not support `stale_if_error` yet: an `Err` of the body answers \
-                 for the whole call, not for one element",
-            );
-        }
     }
     if let (Some((_, at)), Some(_)) = (&args.max_bytes, args.capacity) {
         errors.at(

@@ -13,7 +13,7 @@ fn accounts(ids: &[u64]) -> Result<HashMap<u64, String>, String> {
 }
 
 fn main() {
-    // Expanded without `lock` and `stale_if_error` (`stale` and `refresh` go with `batch`).
+    // Expanded without `lock` (`stale`, `refresh` and `stale_if_error` go with `batch`).
     let _: HashMap<u64, String> = users(&[1, 2]);
     let _: Option<String> = users::peek(&1);
     let _ = accounts(&[1]);

@@ -236,7 +236,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 let elements = match body(asked).await.into_elements() {
                     Ok(elements) => elements,
                     // Nothing is cached; the leaders are released as they drop.
-                    Err(out) => return out,
+                    Err(out) => match self.stand_ins(&mut led) {
+                        Some(kept) => {
+                            found.extend(kept);
+                            Vec::new()
+                        }
+                        None => return out,
+                    },
                 };
                 let compute_time = started.elapsed();
                 let mut writes = Vec::new();
@@ -290,6 +296,34 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             }
         }
         O::from_elements(found)
+    }
+
+    /// `stale_if_error`, when the body failed: the last good value of every element it was
+    /// asked for (a stale one being refreshed, or one L1 keeps within the window, perhaps read
+    /// from the shared store just now), each counted in `stale_served`; `None` when one of
+    /// them has none (the call then answers with the error).
+    fn stand_ins<K: Clone>(
+        &self,
+        led: &mut [(Element<'_, K, V>, Leader<'static>)],
+    ) -> Option<Vec<(K, V)>> {
+        self.settings.lifetime.stale_if_error?;
+        let mut kept = Vec::with_capacity(led.len());
+        for (element, _) in led.iter_mut() {
+            let value = element
+                .servable
+                .take()
+                .or_else(|| self.l1.get_kept(element.call.args).map(|e| e.value))?;
+            kept.push((element.id.clone(), value));
+        }
+        for _ in &kept {
+            Counters::add(&self.counters.stale_served);
+        }
+        tracing::debug!(
+            name = %self.settings.name,
+            elements = kept.len(),
+            "the body failed; serving the last values within `stale_if_error`"
+        );
+        Some(kept)
     }
 
     /// The function's shared store, when it has one and it is available.
