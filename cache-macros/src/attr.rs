@@ -696,15 +696,6 @@ fn cross_argument_rules(sig: &Signature, args: &mut CachedArgs, errors: &mut Err
                 "`batch` keys each element by its id (`f::key_for(&id)`): remove `key = ...`",
             );
         }
-        if let Some(at) = args.lock.take() {
-            errors.at(
-                at,
-                "`batch` does not support `lock` yet: the fleet lock takes one request per key, \
-                 which would turn a batch's one round trip into one per missing id; without \
-                 `lock`, each element is still computed once per process",
-            );
-            args.lock_timeout = None;
-        }
     }
     if let (Some((_, at)), Some(_)) = (&args.max_bytes, args.capacity) {
         errors.at(

@@ -8,7 +8,9 @@
 //!   each id still missing or to refresh: single flight       another caller leads -> wait
 //!                                                            (or its stale value, at once)
 //!   the ids this call leads: one GetMany (one MGET)          fresh -> decode, backfill L1
+//!   [lock] each of the rest: its fleet lock                  held elsewhere -> later (`fleet`)
 //!   the rest: body(ids) once -> L1 insert -> release waiters -> one SetMany (pipelined SETs)
+//!   [lock] release the locks taken, then wait for the ids held elsewhere
 //!   the ids waited for: L1 again; one whose leader's body did not return it goes round again
 //! ```
 //!
@@ -27,6 +29,8 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Instant;
+
+mod fleet;
 
 use super::{Backfill, CachedFn, Call, FrontKey, Remote};
 use crate::config::{self, Installed};
@@ -83,6 +87,8 @@ struct Element<'a, K, V: 'static> {
     /// Its stale (or picked for early refresh) value: served unless this call leads the
     /// refresh.
     servable: Option<V>,
+    /// `lock`: the fleet lock was tried (this call holds it, or computes without it).
+    lock_settled: bool,
 }
 
 /// The shared store of a batch call, and the prefix its keys are named with.
@@ -189,6 +195,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 call,
                 ask_first,
                 servable,
+                lock_settled: false,
             });
         }
         let shared = if pending.is_empty() {
@@ -197,6 +204,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             self.shared()
         };
         let budget = Budget::default();
+        // The fleet locks this call holds (see `fleet`).
+        let mut held = Vec::new();
         while !pending.is_empty() {
             let mut led: Vec<(Element<'_, K, V>, Leader<'static>)> = Vec::new();
             let mut waiting: Vec<(Element<'_, K, V>, Waiter)> = Vec::new();
@@ -224,8 +233,20 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     },
                 }
             }
+            let mut busy = Vec::new();
             if let Some(shared) = &shared {
                 led = self.read_many(io, shared, led, &mut found, &budget).await;
+                if let Some(lease) = self.settings.lock {
+                    let locked = self
+                        .lock_led(io, shared, led, lease, &budget, &mut found)
+                        .await;
+                    (led, busy) = (locked.compute, locked.busy);
+                    if !locked.held.is_empty() {
+                        held.extend(locked.held);
+                        // What a lock's last owner wrote just before this call took it.
+                        led = self.read_many(io, shared, led, &mut found, &budget).await;
+                    }
+                }
             }
             if !led.is_empty() {
                 let asked: Vec<K> = led.iter().map(|(e, _)| e.id.clone()).collect();
@@ -241,7 +262,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                             found.extend(kept);
                             Vec::new()
                         }
-                        None => return out,
+                        None => {
+                            drop(led);
+                            if let Some(shared) = &shared {
+                                self.unlock_all(io, shared, held, &budget).await;
+                            }
+                            return out;
+                        }
                     },
                 };
                 let compute_time = started.elapsed();
@@ -284,6 +311,18 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 found.extend(elements);
                 if let Some(shared) = &shared {
                     self.write_many(io, shared, &writes, &budget).await;
+                }
+            }
+            if let Some(shared) = &shared {
+                if !held.is_empty() {
+                    self.unlock_all(io, shared, std::mem::take(&mut held), &budget)
+                        .await;
+                }
+                if !busy.is_empty() {
+                    let settled = self
+                        .await_owners(io, shared, busy, &budget, &mut found, &mut held)
+                        .await;
+                    pending.extend(settled);
                 }
             }
             for (element, waiter) in waiting {
@@ -349,14 +388,14 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
     /// Reads the led elements the store may hold with one `GetMany`; those found fresh go to
     /// `found` (and L1), their leaders are released, and the others are returned.
-    async fn read_many<'a, I: Io, K: Clone>(
+    async fn read_many<'a, I: Io, K: Clone, T>(
         &'static self,
         io: &I,
         shared: &Shared,
-        led: Vec<(Element<'a, K, V>, Leader<'static>)>,
+        led: Vec<(Element<'a, K, V>, T)>,
         found: &mut Vec<(K, V)>,
         budget: &Budget,
-    ) -> Vec<(Element<'a, K, V>, Leader<'static>)> {
+    ) -> Vec<(Element<'a, K, V>, T)> {
         let names: Vec<RemoteName<'_>> = led
             .iter()
             .filter(|(e, _)| e.ask_first)

@@ -18,8 +18,17 @@ async fn names(ids: &[String]) -> Result<std::collections::HashMap<String, usize
     Ok(ids.iter().map(|id| (id.clone(), id.len())).collect())
 }
 
-/// Served stale while one call refreshes; refreshed early now and then.
-#[cached(ttl = 60, batch, stale = 30, refresh = early, beta = 2.0, max_bytes = 1_000_000)]
+/// Served stale while one call refreshes; refreshed early now and then; one process computes.
+#[cached(
+    ttl = 60,
+    batch,
+    stale = 30,
+    refresh = early,
+    beta = 2.0,
+    max_bytes = 1_000_000,
+    lock,
+    lock_timeout = 5
+)]
 pub fn cards(ids: &[u32]) -> std::collections::HashMap<u32, String> {
     ids.iter().map(|&id| (id, format!("card {id}"))).collect()
 }
