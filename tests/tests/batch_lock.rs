@@ -152,3 +152,35 @@ fn a_stale_element_locked_elsewhere_is_served_stale() {
     assert_eq!(found[&2], "card 2 v2", "refreshed here");
     assert_eq!(*STALE_RUNS.lock().unwrap(), [vec![1, 2], vec![2]]);
 }
+
+static ASYNC_ASKED: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
+
+#[cached(
+    ttl = 60,
+    batch,
+    lock,
+    lock_timeout = Duration::from_millis(500),
+    name = "batch_lock::async"
+)]
+async fn slow_async(ids: &[u64]) -> HashMap<u64, String> {
+    ASYNC_ASKED.lock().unwrap().push(ids.to_vec());
+    tokio::task::yield_now().await;
+    ids.iter().map(|&id| (id, format!("async {id}"))).collect()
+}
+
+/// The async form waits for a lock owner too, and gives up on it after two leases; the element
+/// it locked itself is released.
+#[allow(clippy::await_holding_lock)] // the guard only keeps config-installing tests apart
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_batch_gives_up_on_a_lock_owner_after_two_leases() {
+    let (_guard, server) = with_redis("batch-lock-async");
+    lock_elsewhere(&server, slow_async::key_for(&2), 60_000);
+
+    let found = slow_async(&[1, 2]).await;
+
+    assert_eq!(found[&1], "async 1");
+    assert_eq!(found[&2], "async 2");
+    assert_eq!(*ASYNC_ASKED.lock().unwrap(), [vec![1], vec![2]]);
+    let lock = format!("{}:lock", slow_async::key_for(&1));
+    assert_eq!(holder(&server, &lock), None, "released");
+}
