@@ -8,7 +8,8 @@ use syn::meta::ParseNestedMeta;
 use syn::{Expr, ExprLit, FnArg, Lit, LitStr, Pat, Path, ReturnType, Signature, Token};
 
 /// Every argument, as the error messages list them.
-pub(crate) const VALID: &str = "`ttl`, `key`, `name`, `version`, `capacity`, `local`, `batch`, \
+pub(crate) const VALID: &str = "`ttl`, `key`, `name`, `version`, `capacity`, `max_bytes`, \
+                                 `local`, `batch`, \
                                  `lock`, `lock_timeout`, `jitter`, `refresh`, `beta`, `stale`, \
                                  `stale_if_error`, `cache_none`, `none_ttl`, `expires`, \
                                  `local_ttl`, `idle`, `policy`, `store`, `crate`";
@@ -27,6 +28,9 @@ pub(crate) struct CachedArgs {
     pub(crate) name: Option<LitStr>,
     pub(crate) version: Option<u32>,
     pub(crate) capacity: Option<u64>,
+    /// `max_bytes = N`: L1 bounded by the encoded size of its values (an integer literal, or
+    /// a constant expression of type `u64`), and where it was given.
+    pub(crate) max_bytes: Option<(Expr, Path)>,
     pub(crate) local: bool,
     /// `batch`: the function takes a slice of ids and returns a map; each element is cached
     /// on its own (see `batch`).
@@ -127,10 +131,10 @@ impl CachedArgs {
             return skip_value(meta);
         };
         let fresh = match name.as_str() {
-            "ttl" | "key" | "name" | "version" | "capacity" | "local" | "batch" | "lock"
-            | "lock_timeout" | "jitter" | "refresh" | "beta" | "stale" | "stale_if_error"
-            | "cache_none" | "none_ttl" | "expires" | "local_ttl" | "idle" | "policy" | "store"
-            | "crate" => seen.first(&name, path, errors),
+            "ttl" | "key" | "name" | "version" | "capacity" | "max_bytes" | "local" | "batch"
+            | "lock" | "lock_timeout" | "jitter" | "refresh" | "beta" | "stale"
+            | "stale_if_error" | "cache_none" | "none_ttl" | "expires" | "local_ttl" | "idle"
+            | "policy" | "store" | "crate" => seen.first(&name, path, errors),
             _ => {
                 errors.at(
                     path,
@@ -234,6 +238,7 @@ impl CachedArgs {
                     n > 0
                 })
             }
+            "max_bytes" => self.max_bytes = max_bytes(value, errors).map(|e| (e, path.clone())),
             "store" => self.store = store_name(value, errors),
             "crate" => self.krate = crate_path(value, errors),
             _ => unreachable!("every known argument is handled above"),
@@ -250,6 +255,7 @@ fn example(name: &str) -> &'static str {
         "name" => "name = \"notes::markup\"",
         "version" => "version = 2",
         "capacity" => "capacity = 1000",
+        "max_bytes" => "max_bytes = 64_000_000",
         "lock_timeout" => "lock_timeout = 5",
         "jitter" => "jitter = 0.1",
         "refresh" => "refresh = early",
@@ -358,6 +364,31 @@ fn is_zero_duration(value: &Expr) -> bool {
             constructor && zero
         }
         _ => false,
+    }
+}
+
+/// `max_bytes = 64_000_000` (more than zero), or a constant expression (`64 << 20`,
+/// `L1_BYTES`), checked by the compiler as a `const` of type `u64`.
+fn max_bytes(value: Expr, errors: &mut Errors) -> Option<Expr> {
+    match &value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(_), ..
+        }) => match int::<u64>(&value, "max_bytes", errors)? {
+            0 => {
+                errors.at(&value, "`max_bytes` must be more than zero");
+                None
+            }
+            _ => Some(value),
+        },
+        Expr::Lit(_) => {
+            errors.at(
+                &value,
+                "`max_bytes` takes a number of bytes: an integer (`max_bytes = 64_000_000`) or \
+                 a constant expression of type `u64` (`max_bytes = 64 << 20`)",
+            );
+            None
+        }
+        _ => Some(value),
     }
 }
 
@@ -665,24 +696,14 @@ fn cross_argument_rules(sig: &Signature, args: &mut CachedArgs, errors: &mut Err
                 "`batch` keys each element by its id (`f::key_for(&id)`): remove `key = ...`",
             );
         }
-        let unsupported = [
-            ("lock", args.lock.take()),
-            ("stale", args.stale.take().map(|(_, at)| at)),
-            ("refresh", args.refresh_early.take()),
-        ];
-        for (name, given) in unsupported {
-            if let Some(at) = given {
-                errors.at(
-                    at,
-                    format!(
-                        "`batch` does not support `{name}` yet; `batch` goes with `ttl`, \
-                         `name`, `version`, `capacity`, `local`, `jitter`, `store` and `crate`"
-                    ),
-                );
-            }
-        }
-        args.lock_timeout = None;
-        args.beta = None;
+    }
+    if let (Some((_, at)), Some(_)) = (&args.max_bytes, args.capacity) {
+        errors.at(
+            at,
+            "`max_bytes` and `capacity` both bound L1, by the values' encoded size and by \
+             their count: keep one",
+        );
+        args.max_bytes = None;
     }
     if let (Some(lock), true) = (&args.lock, args.local) {
         errors.at(

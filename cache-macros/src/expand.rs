@@ -59,6 +59,8 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
             return with_errors(item, error);
         }
     };
+    let mut function = function;
+    syn::visit_mut::VisitMut::visit_signature_mut(&mut Ungroup, &mut function.sig);
     let (mut args, mut errors) = CachedArgs::parse(args);
     let shape = attr::validate(&function.sig, &mut args, &mut errors);
     let errors = match (shape.broken, errors.finish()) {
@@ -122,6 +124,24 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
             let errors = error.to_compile_error();
             quote!(#expanded #errors)
         }
+    }
+}
+
+/// Strips the invisible groups `macro_rules!` wraps around `$name:ty` fragments, so that a
+/// function written by a user's macro is read as the same function written out (a
+/// `&[u64]` or a `HashMap<..>` recognised as one). A trait object or `impl Trait` keeps its
+/// group, which may be what keeps its `+` bounds apart from what surrounds it.
+struct Ungroup;
+
+impl syn::visit_mut::VisitMut for Ungroup {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        while let Type::Group(group) = ty {
+            if matches!(*group.elem, Type::TraitObject(_) | Type::ImplTrait(_)) {
+                break;
+            }
+            *ty = (*group.elem).clone();
+        }
+        syn::visit_mut::visit_type_mut(self, ty);
     }
 }
 
@@ -238,6 +258,7 @@ impl Gen<'_> {
         let codec = self.codec();
         let cache = local("__CACHE");
         let value_ttl = self.value_ttl();
+        let max_bytes = self.max_bytes();
         // The one check of the value type, at the return type; the cache's methods are picked
         // only when it passes (see `__private::Cache`), so nothing else repeats the error.
         let check = quote_spanned!(value.span()=> #rt::__private::assert_cache_value::<#value>(););
@@ -252,6 +273,7 @@ impl Gen<'_> {
                     (&#rt::__private::Build(::core::marker::PhantomData::<#value>))
                         .build(#rt::__private::checked_settings(#settings), #codec)
                         #value_ttl
+                        #max_bytes
                 })
             }
         }
@@ -774,6 +796,28 @@ impl Gen<'_> {
         } else {
             quote!()
         }
+    }
+
+    /// `.with_max_bytes(..)` under `max_bytes`: the bound is a `const` (spanned at the
+    /// argument, so that a non-constant or non-`u64` one is reported there); a `local`
+    /// function weighs its values with a sizer that needs `Serialize`.
+    fn max_bytes(&self) -> TokenStream {
+        let Some((max, at)) = &self.args.max_bytes else {
+            return quote!();
+        };
+        let rt = &self.rt;
+        let value = &self.value;
+        let bound = local("__CACHE_MAX_BYTES");
+        let size = if self.args.local {
+            quote_spanned!(at.span()=> #rt::__private::sizer::<#value>())
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        let constant = quote_spanned!(max.span()=>
+            const #bound: u64 = #max;
+            const _: () = ::core::assert!(#bound > 0, "`max_bytes` must be more than zero");
+        );
+        quote!(.with_max_bytes({ #constant #bound }, #size))
     }
 
     fn codec(&self) -> TokenStream {

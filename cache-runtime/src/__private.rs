@@ -84,6 +84,22 @@ pub fn plain_self(type_name: &str) -> bool {
     self_type_args(type_name).is_none()
 }
 
+/// A value an L1 bounded by `max_bytes` can weigh: by the length of its encoding.
+#[diagnostic::on_unimplemented(
+    message = "`max_bytes` cannot weigh `{Self}`: it does not implement serde's `Serialize`",
+    label = "`max_bytes` sizes each value by its encoded length",
+    note = "derive `serde::Serialize` for `{Self}`, or bound L1 by entries with `capacity = N`"
+)]
+pub trait SizedValue: serde::Serialize {}
+
+impl<V: serde::Serialize> SizedValue for V {}
+
+/// How a `local` function under `max_bytes` weighs its values (a shared one weighs them with
+/// its codec: `None`).
+pub fn sizer<V: SizedValue>() -> Option<fn(&V) -> usize> {
+    Some(crate::codec::encoded_len::<V, crate::codec::DefaultCodec>)
+}
+
 /// Appends one argument to a key, behind a separator unless it is the first.
 #[inline]
 pub fn push_arg<T: KeyPart + ?Sized>(buf: &mut KeyBuf, first: bool, arg: &T) {

@@ -151,6 +151,17 @@ pub fn encode<T: Serialize, C: Codec>(value: &T, header: Header) -> Result<Vec<u
     Ok(out)
 }
 
+/// The length of `value`'s envelope as [`encode`] writes it (header and payload), what an L1
+/// bounded by `max_bytes` weighs it by; 0 when the codec refuses it (it is not stored in the
+/// shared store either).
+pub fn encoded_len<T: Serialize, C: Codec>(value: &T) -> usize {
+    let mut payload = Vec::new();
+    match C::encode(value, &mut payload) {
+        Ok(()) => HEADER_LEN + payload.len(),
+        Err(_) => 0,
+    }
+}
+
 /// The checksum of an envelope at least [`HEADER_LEN`] long.
 fn checksum_of(bytes: &[u8]) -> u64 {
     let mut header = [0u8; CHECKSUM_AT];

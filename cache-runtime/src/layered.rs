@@ -35,7 +35,7 @@ use crate::mode::{self, Mode};
 use crate::outcome::Outcome;
 use crate::scope::{self, Preloaded};
 use crate::stats::{Counters, Stats};
-use crate::store::local::{Entry, LocalStore, Policy};
+use crate::store::local::{Bound, Entry, LocalStore, Policy, SizeFn};
 use crate::store::{Budget, Op, Reply, SharedStore};
 
 mod batch;
@@ -48,6 +48,8 @@ pub use shortcut::{Pending, Probed};
 pub struct RemoteCodec<V> {
     encode: fn(&V, Header) -> Result<Vec<u8>, String>,
     decode: DecodeFn<V>,
+    /// The length `encode` writes, which an L1 bounded by `max_bytes` weighs values by.
+    size: SizeFn<V>,
 }
 
 /// Bytes from Redis to a value and its header.
@@ -62,6 +64,7 @@ where
         RemoteCodec {
             encode: codec::encode::<V, DefaultCodec>,
             decode: codec::decode::<V, DefaultCodec>,
+            size: codec::encoded_len::<V, DefaultCodec>,
         }
     }
 }
@@ -142,6 +145,21 @@ impl<V> CachedFn<V> {
     /// [`run_uncached`](Self::run_uncached) for an async call.
     pub async fn run_uncached_async<F: Future>(&self, call: F) -> F::Output {
         mode::InMode::new(Mode::Uncached(self.address()), call).await
+    }
+
+    /// Bounds L1 by the encoded size of its values and keys (`max_bytes`) instead of by
+    /// `capacity`. `size` weighs a value; `None` weighs it with the function's codec (a
+    /// function without one, `local`, must give it).
+    pub fn with_max_bytes(mut self, max_bytes: u64, size: Option<fn(&V) -> usize>) -> Self
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let size = size
+            .or(self.remote.as_ref().map(|codec| codec.size))
+            .unwrap_or(|_| 0);
+        let bound = Bound::Bytes(max_bytes, size);
+        self.l1 = LocalStore::new(bound, self.settings.idle, self.settings.policy);
+        self
     }
 
     /// Lets each value decide its own lifetime (see [`ValueTtl`]).
@@ -236,7 +254,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// A function's cache; `remote` is `None` for `local` functions.
     pub fn new(settings: Settings, remote: Option<RemoteCodec<V>>) -> Self {
         CachedFn {
-            l1: LocalStore::new(settings.capacity, settings.idle, settings.policy),
+            l1: LocalStore::new(
+                Bound::Entries(settings.capacity),
+                settings.idle,
+                settings.policy,
+            ),
             settings,
             remote,
             epoch: AtomicU64::new(0),
@@ -857,7 +879,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             .expires_at_ms
             .map(|at| Duration::from_millis(at.saturating_sub(clock::unix_millis())));
         let times = self.settings.lifetime.times(fresh_for, header.compute_time);
-        let entry = Entry::new(value, &times, asked_at);
+        let entry = Entry::new(value, &times, asked_at).encoded(bytes.len(), call.args);
         if clock::expired(entry.keep_until) {
             if !clock::expired(entry.fallback_until) {
                 // Not servable, but kept to stand in for a failing body (`stale_if_error`).
@@ -1243,6 +1265,10 @@ impl<V: Clone + Send + Sync + 'static> crate::registry::Listed for CachedFn<V> {
 
     fn entries(&self) -> u64 {
         self.l1.entry_count()
+    }
+
+    fn l1_bytes(&self) -> u64 {
+        self.l1.weighted_size()
     }
 
     fn clear_local(&self) {

@@ -13,6 +13,7 @@ pub(crate) trait Listed: Send + Sync {
     fn name(&self) -> &str;
     fn stats(&self) -> Stats;
     fn entries(&self) -> u64;
+    fn l1_bytes(&self) -> u64;
     fn clear_local(&self);
 }
 
@@ -37,6 +38,9 @@ pub struct FunctionInfo {
     /// Entries in its in-process layer (expired ones that moka has not dropped yet
     /// included).
     pub entries: u64,
+    /// What its in-process layer holds, in bytes of encoded values and keys, under
+    /// `#[cached(max_bytes = ..)]` (bounded by it); without `max_bytes`, the entries again.
+    pub l1_bytes: u64,
 }
 
 /// Every `#[cached]` function called so far in this process, in the order of their first
@@ -62,6 +66,7 @@ pub fn functions() -> Vec<FunctionInfo> {
             name: f.name().to_owned(),
             stats: f.stats(),
             entries: f.entries(),
+            l1_bytes: f.l1_bytes(),
         })
         .collect()
 }

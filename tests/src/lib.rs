@@ -17,6 +17,7 @@ pub mod hostile;
 pub mod info;
 pub mod logs;
 pub mod tls;
+pub mod values;
 
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};

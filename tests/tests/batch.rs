@@ -7,9 +7,10 @@
 //! a one-argument call): the batch function starts with a cold L1.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Barrier, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Barrier, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use cache_runtime::{cached, preload};
 use integration_tests::{with_redis, RedisServer};
@@ -279,4 +280,135 @@ async fn an_async_batch_function_caches_the_elements_it_returned() {
     );
     accounts::invalidate(&[2]).await;
     assert_eq!(accounts::peek(&2).await, None);
+}
+
+/// The ids of each body run, and the run number (from 1) of the one just recorded.
+fn record(runs: &Mutex<Vec<Vec<u64>>>, ids: &[u64]) -> usize {
+    let mut runs = runs.lock().unwrap();
+    runs.push(ids.to_vec());
+    runs.len()
+}
+
+static STALE_ASKED: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
+static STALE_STARTED: Barrier = Barrier::new(2);
+static STALE_RELEASE: Mutex<Option<mpsc::Receiver<()>>> = Mutex::new(None);
+
+/// The second run (the refresh) waits, once started, until the test lets it go (10 s at most,
+/// so that a call that waits for it instead of serving the stale value fails the test rather
+/// than hang it).
+#[cached(ttl = Duration::from_millis(500), stale = 60, batch, name = "batch::stale")]
+fn stale_names(ids: &[u64]) -> HashMap<u64, String> {
+    let run = record(&STALE_ASKED, ids);
+    if run == 2 {
+        let release = STALE_RELEASE
+            .lock()
+            .unwrap()
+            .take()
+            .expect("a release channel");
+        STALE_STARTED.wait();
+        let _ = release.recv_timeout(Duration::from_secs(10));
+    }
+    ids.iter()
+        .map(|&id| (id, format!("name {id} v{run}")))
+        .collect()
+}
+
+#[test]
+fn stale_elements_are_served_at_once_while_one_call_refreshes_them_in_one_body_call() {
+    let (_guard, server) = with_redis("batch-stale");
+    assert_eq!(stale_names(&[1, 2])[&1], "name 1 v1");
+    // Past the ttl, inside the stale window.
+    thread::sleep(Duration::from_millis(600));
+    server.reset_stats();
+    let (release, released) = mpsc::channel();
+    *STALE_RELEASE.lock().unwrap() = Some(released);
+
+    let (served, refreshed) = thread::scope(|s| {
+        let refresher = s.spawn(|| stale_names(&[1, 2, 3]));
+        STALE_STARTED.wait();
+        // The refresh is running: another call gets the stale values without waiting.
+        let served = stale_names(&[1, 2]);
+        let _ = release.send(());
+        (served, refresher.join().unwrap())
+    });
+
+    let stale = |id: u64| (id, format!("name {id} v1"));
+    assert_eq!(served, HashMap::from([stale(1), stale(2)]));
+    assert_eq!(
+        refreshed[&1], "name 1 v2",
+        "the refreshing call answers anew"
+    );
+    assert_eq!(refreshed[&3], "name 3 v2");
+    assert_eq!(
+        *STALE_ASKED.lock().unwrap(),
+        [vec![1, 2], vec![1, 2, 3]],
+        "stale and missing ids in one body call, the other call ran none"
+    );
+    assert_eq!(stale_names(&[1, 2])[&2], "name 2 v2", "refreshed in L1");
+    assert_eq!(traffic(&server), [("mget", 1), ("get", 0), ("set", 3)]);
+}
+
+static EARLY_ASKED: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
+
+/// Δ (2 ms of compute) × β (10⁹) is far longer than the 60 s ttl: every read of an element
+/// is picked for early refresh (short of a chance in 30 000).
+#[cached(ttl = 60, refresh = early, beta = 1e9, batch, name = "batch::early")]
+fn early_rates(ids: &[u64]) -> HashMap<u64, String> {
+    let run = record(&EARLY_ASKED, ids);
+    thread::sleep(Duration::from_millis(2));
+    ids.iter()
+        .map(|&id| (id, format!("rate {id} v{run}")))
+        .collect()
+}
+
+#[test]
+fn elements_picked_for_early_refresh_are_recomputed_in_one_body_call() {
+    let (_guard, server) = with_redis("batch-early");
+    assert_eq!(early_rates(&[1, 2])[&1], "rate 1 v1");
+
+    let again = thread::spawn(|| early_rates(&[1, 2, 3])).join().unwrap();
+
+    assert_eq!(
+        again,
+        HashMap::from([1, 2, 3].map(|id| (id, format!("rate {id} v2"))))
+    );
+    assert_eq!(*EARLY_ASKED.lock().unwrap(), [vec![1, 2], vec![1, 2, 3]]);
+    assert_eq!(early_rates::peek(&2).as_deref(), Some("rate 2 v2"));
+    assert_eq!(server.calls("set"), 5, "the refreshed values are stored");
+}
+
+static RATES_FAIL: AtomicBool = AtomicBool::new(false);
+
+#[cached(ttl = Duration::from_millis(500), stale_if_error = 60, batch, name = "batch::rates")]
+fn rates(ids: &[u64]) -> Result<HashMap<u64, String>, String> {
+    if RATES_FAIL.load(SeqCst) {
+        return Err("rates down".into());
+    }
+    Ok(ids.iter().map(|&id| (id, format!("rate {id}"))).collect())
+}
+
+/// A cold process past the ttl, its backend down: each element's last good value comes from
+/// Redis (which keeps it for `ttl + stale_if_error`) instead of the error, unless one of the
+/// elements has none.
+#[test]
+fn a_failed_body_is_answered_with_each_elements_last_good_value() {
+    let (_guard, server) = with_redis("batch-stale-if-error");
+    assert_eq!(rates(&[1, 2]).map(|found| found.len()), Ok(2));
+    rates::clear_local();
+    thread::sleep(Duration::from_millis(600));
+    RATES_FAIL.store(true, SeqCst);
+
+    let last_good = |id: u64| (id, format!("rate {id}"));
+    assert_eq!(
+        rates(&[1, 2]),
+        Ok(HashMap::from([last_good(1), last_good(2)]))
+    );
+    assert_eq!(rates::stats().stale_served, 2);
+    assert_eq!(server.calls("mget"), 2, "read from Redis");
+    assert_eq!(
+        rates(&[2, 3]),
+        Err("rates down".into()),
+        "3 has no last good value"
+    );
+    RATES_FAIL.store(false, SeqCst);
 }

@@ -5,7 +5,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
 use std::time::Duration;
 
-use cache_runtime::{cached, Expires};
+use cache_runtime::cached;
+use integration_tests::values::Token;
 use integration_tests::{serial, with_redis};
 
 fn wait(d: Duration) {
@@ -151,18 +152,6 @@ fn cache_none_with_redis_stores_the_none() {
     assert_eq!(lookup(3), Ok(None), "read back from Redis");
     assert_eq!(LOOKUP_RUNS.load(SeqCst), 1);
     assert_eq!(server.calls("set"), 1);
-}
-
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-struct Token {
-    secret: String,
-    valid_ms: u64,
-}
-
-impl Expires for Token {
-    fn expires_in(&self) -> Option<Duration> {
-        Some(Duration::from_millis(self.valid_ms))
-    }
 }
 
 static TOKEN_RUNS: AtomicU32 = AtomicU32::new(0);

@@ -3,12 +3,22 @@
 //!
 //! ```text
 //! call_batch(ids)
-//!   each id (once): front table, L1, preload scope           hit -> into the answer
-//!   each id still missing: single flight on its key          another caller leads -> wait
-//!   the ids this call leads: one GetMany (one MGET)          found -> decode, backfill L1
+//!   each id (once): front table, L1, preload scope           fresh hit -> into the answer
+//!                                                            stale / picked early -> refresh
+//!   each id still missing or to refresh: single flight       another caller leads -> wait
+//!                                                            (or its stale value, at once)
+//!   the ids this call leads: one GetMany (one MGET)          fresh -> decode, backfill L1
+//!   [lock] each of the rest: its fleet lock                  held elsewhere -> later (`fleet`)
 //!   the rest: body(ids) once -> L1 insert -> release waiters -> one SetMany (pipelined SETs)
+//!   [lock] release the locks taken, then wait for the ids held elsewhere
 //!   the ids waited for: L1 again; one whose leader's body did not return it goes round again
 //! ```
+//!
+//! `stale` and `refresh = early` work per element, as for a one-key call: an element past its
+//! deadline but inside its stale window (or picked by early refresh) is served at once to
+//! every call but the one that leads its refresh, which folds every element it refreshes into
+//! its one body call, beside the missing ones, and answers with the new values (an element
+//! the body leaves out keeps its stale value in the answer).
 //!
 //! A call never waits for another while it leads keys of its own (it releases them first),
 //! so batches overlapping in any order cannot deadlock. Elements the body did not return are
@@ -20,6 +30,8 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod fleet;
+
 use super::{Backfill, CachedFn, Call, FrontKey, Remote};
 use crate::config::{self, Installed};
 use crate::flight::{Joined, Leader, Waiter};
@@ -29,6 +41,7 @@ use crate::io::{self, Blocking, Io, NonBlocking};
 use crate::key::{KeyBuf, RemoteName};
 use crate::scope::Preloaded;
 use crate::stats::Counters;
+use crate::store::local::Entry;
 use crate::store::{Budget, Op, Reply, SetEntry};
 
 /// A return type of a batch function: `HashMap<K, V>` (always cached) or
@@ -71,6 +84,11 @@ struct Element<'a, K, V: 'static> {
     call: Call<'a, V>,
     /// Whether the shared store may hold it (no preload scope found it absent).
     ask_first: bool,
+    /// Its stale (or picked for early refresh) value: served unless this call leads the
+    /// refresh.
+    servable: Option<V>,
+    /// `lock`: the fleet lock was tried (this call holds it, or computes without it).
+    lock_settled: bool,
 }
 
 /// The shared store of a batch call, and the prefix its keys are named with.
@@ -137,24 +155,37 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 continue;
             }
             let probe = Probe::of(args);
-            if let Lookup::Hit(value) = self.front_hit(front, &probe, args.as_str()) {
-                found.push((id.clone(), value));
-                continue;
-            }
-            let call = self.call_site(front, args.as_str(), probe, Lookup::Miss);
+            let lookup = match self.front_hit(front, &probe, args.as_str()) {
+                Lookup::Hit(value) => {
+                    found.push((id.clone(), value));
+                    continue;
+                }
+                lookup => lookup,
+            };
+            let call = self.call_site(front, args.as_str(), probe, lookup);
             // Past L1 from here (see `coherence`): what is read or computed is this new.
             call.born
                 .store(crate::clock::now(), std::sync::atomic::Ordering::Relaxed);
+            let mut servable = None;
             if let Some(entry) = self.l1.get(call.args) {
-                if entry.verdict() != Verdict::Gone {
-                    found.push((id.clone(), self.l1_served(&call, entry)));
-                    continue;
+                match judged(&call, &entry) {
+                    Verdict::Fresh => {
+                        found.push((id.clone(), self.l1_served(&call, entry)));
+                        continue;
+                    }
+                    Verdict::Refresh => servable = Some(entry.value),
+                    Verdict::Gone => {}
                 }
             }
             let ask_first = match self.preloaded(&call) {
-                Preloaded::Served(Backfill::Fresh(value) | Backfill::Servable(value)) => {
+                Preloaded::Served(Backfill::Fresh(value)) => {
                     found.push((id.clone(), value));
                     continue;
+                }
+                // The store held what the scope holds: refresh it without asking again.
+                Preloaded::Served(Backfill::Servable(value)) => {
+                    servable = Some(value);
+                    false
                 }
                 Preloaded::Served(Backfill::Undecodable) | Preloaded::Absent => false,
                 Preloaded::Served(Backfill::Expired) | Preloaded::Unknown => true,
@@ -163,6 +194,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 id,
                 call,
                 ask_first,
+                servable,
+                lock_settled: false,
             });
         }
         let shared = if pending.is_empty() {
@@ -171,24 +204,49 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             self.shared()
         };
         let budget = Budget::default();
+        // The fleet locks this call holds (see `fleet`).
+        let mut held = Vec::new();
         while !pending.is_empty() {
             let mut led: Vec<(Element<'_, K, V>, Leader<'static>)> = Vec::new();
             let mut waiting: Vec<(Element<'_, K, V>, Waiter)> = Vec::new();
-            for element in pending.drain(..) {
+            for mut element in pending.drain(..) {
                 match self
                     .flights
                     .join(element.call.args, element.call.probe.hash)
                 {
-                    Joined::Leader(leader) => match self.fresh_in_l1(&element.call) {
-                        // Another caller stored it since this call looked.
-                        Some(value) => found.push((element.id.clone(), value)),
-                        None => led.push((element, leader)),
+                    Joined::Leader(leader) => {
+                        // Another caller stored it since this call looked (a value picked
+                        // for early refresh is still fresh: it is not asked).
+                        let stored = match element.servable {
+                            None => self.fresh_in_l1(&element.call),
+                            Some(_) => None,
+                        };
+                        match stored {
+                            Some(value) => found.push((element.id.clone(), value)),
+                            None => led.push((element, leader)),
+                        }
+                    }
+                    // Another caller refreshes it: its stale value, without waiting.
+                    Joined::Waiter(waiter) => match element.servable.take() {
+                        Some(value) => found.push((element.id.clone(), self.count_hit(value))),
+                        None => waiting.push((element, waiter)),
                     },
-                    Joined::Waiter(waiter) => waiting.push((element, waiter)),
                 }
             }
+            let mut busy = Vec::new();
             if let Some(shared) = &shared {
                 led = self.read_many(io, shared, led, &mut found, &budget).await;
+                if let Some(lease) = self.settings.lock {
+                    let locked = self
+                        .lock_led(io, shared, led, lease, &budget, &mut found)
+                        .await;
+                    (led, busy) = (locked.compute, locked.busy);
+                    if !locked.held.is_empty() {
+                        held.extend(locked.held);
+                        // What a lock's last owner wrote just before this call took it.
+                        led = self.read_many(io, shared, led, &mut found, &budget).await;
+                    }
+                }
             }
             if !led.is_empty() {
                 let asked: Vec<K> = led.iter().map(|(e, _)| e.id.clone()).collect();
@@ -199,7 +257,19 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 let elements = match body(asked).await.into_elements() {
                     Ok(elements) => elements,
                     // Nothing is cached; the leaders are released as they drop.
-                    Err(out) => return out,
+                    Err(out) => match self.stand_ins(&mut led) {
+                        Some(kept) => {
+                            found.extend(kept);
+                            Vec::new()
+                        }
+                        None => {
+                            drop(led);
+                            if let Some(shared) = &shared {
+                                self.unlock_all(io, shared, held, &budget).await;
+                            }
+                            return out;
+                        }
+                    },
                 };
                 let compute_time = started.elapsed();
                 let mut writes = Vec::new();
@@ -209,26 +279,50 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     .enumerate()
                     .map(|(at, (e, _))| (e.id, at))
                     .collect();
+                let mut returned = vec![false; led.len()];
                 for (id, value) in &elements {
                     // Only the ids asked for are cached (and each once).
                     let Some(&at) = position.get(id) else {
                         continue;
                     };
+                    returned[at] = true;
                     let element = &led[at].0;
                     let call = &element.call;
                     // An invalidation since the call began: the value may predate it.
                     if self.epoch.load(std::sync::atomic::Ordering::Acquire) != call.epoch {
                         continue;
                     }
-                    if let Some(write) = self.store_value(call, remote, value, compute_time, false)
+                    // A refreshed element replaces a value front tables may hold as fresh.
+                    let replaces = element.servable.is_some();
+                    if let Some(write) =
+                        self.store_value(call, remote, value, compute_time, replaces)
                     {
                         writes.push((call.args, write));
+                    }
+                }
+                drop(position);
+                // A refreshed element the body left out keeps its stale value in the answer.
+                for ((element, _), returned) in led.iter_mut().zip(returned) {
+                    if let (false, Some(value)) = (returned, element.servable.take()) {
+                        found.push((element.id.clone(), self.count_hit(value)));
                     }
                 }
                 drop(led);
                 found.extend(elements);
                 if let Some(shared) = &shared {
                     self.write_many(io, shared, &writes, &budget).await;
+                }
+            }
+            if let Some(shared) = &shared {
+                if !held.is_empty() {
+                    self.unlock_all(io, shared, std::mem::take(&mut held), &budget)
+                        .await;
+                }
+                if !busy.is_empty() {
+                    let settled = self
+                        .await_owners(io, shared, busy, &budget, &mut found, &mut held)
+                        .await;
+                    pending.extend(settled);
                 }
             }
             for (element, waiter) in waiting {
@@ -241,6 +335,34 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             }
         }
         O::from_elements(found)
+    }
+
+    /// `stale_if_error`, when the body failed: the last good value of every element it was
+    /// asked for (a stale one being refreshed, or one L1 keeps within the window, perhaps read
+    /// from the shared store just now), each counted in `stale_served`; `None` when one of
+    /// them has none (the call then answers with the error).
+    fn stand_ins<K: Clone>(
+        &self,
+        led: &mut [(Element<'_, K, V>, Leader<'static>)],
+    ) -> Option<Vec<(K, V)>> {
+        self.settings.lifetime.stale_if_error?;
+        let mut kept = Vec::with_capacity(led.len());
+        for (element, _) in led.iter_mut() {
+            let value = element
+                .servable
+                .take()
+                .or_else(|| self.l1.get_kept(element.call.args).map(|e| e.value))?;
+            kept.push((element.id.clone(), value));
+        }
+        for _ in &kept {
+            Counters::add(&self.counters.stale_served);
+        }
+        tracing::debug!(
+            name = %self.settings.name,
+            elements = kept.len(),
+            "the body failed; serving the last values within `stale_if_error`"
+        );
+        Some(kept)
     }
 
     /// The function's shared store, when it has one and it is available.
@@ -266,14 +388,14 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
     /// Reads the led elements the store may hold with one `GetMany`; those found fresh go to
     /// `found` (and L1), their leaders are released, and the others are returned.
-    async fn read_many<'a, I: Io, K: Clone>(
+    async fn read_many<'a, I: Io, K: Clone, T>(
         &'static self,
         io: &I,
         shared: &Shared,
-        led: Vec<(Element<'a, K, V>, Leader<'static>)>,
+        led: Vec<(Element<'a, K, V>, T)>,
         found: &mut Vec<(K, V)>,
         budget: &Budget,
-    ) -> Vec<(Element<'a, K, V>, Leader<'static>)> {
+    ) -> Vec<(Element<'a, K, V>, T)> {
         let names: Vec<RemoteName<'_>> = led
             .iter()
             .filter(|(e, _)| e.ask_first)
@@ -291,7 +413,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         };
         let mut values = values.into_iter();
         let mut missing = Vec::with_capacity(led.len());
-        for (element, leader) in led {
+        for (mut element, leader) in led {
             if !element.ask_first {
                 missing.push((element, leader));
                 continue;
@@ -300,9 +422,16 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             let backfill =
                 bytes.map(|bytes| self.decode_into_l1(&element.call, &bytes, element.call.born()));
             match backfill {
-                Some(Backfill::Fresh(value) | Backfill::Servable(value)) => {
+                Some(Backfill::Fresh(value)) => {
                     Counters::add(&self.counters.l2_hits);
+                    // Refreshed by another process: newer than what front tables hold.
+                    let value = self.replaced_if(element.servable.is_some(), &element.call, value);
                     found.push((element.id.clone(), value));
+                }
+                // Stale in the store too (now in L1): this call refreshes it.
+                Some(Backfill::Servable(value)) => {
+                    element.servable.get_or_insert(value);
+                    missing.push((element, leader));
                 }
                 _ => missing.push((element, leader)),
             }
@@ -345,5 +474,14 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             version: self.settings.version,
             args,
         }
+    }
+}
+
+/// What a call should do with an L1 entry: as [`Entry::verdict`], but an entry this call's
+/// front table already picked for early refresh is refreshed without a second draw.
+fn judged<V>(call: &Call<'_, V>, entry: &Entry<V>) -> Verdict {
+    match entry.verdict() {
+        Verdict::Fresh if call.picked_for_refresh == Some(entry.deadline) => Verdict::Refresh,
+        verdict => verdict,
     }
 }

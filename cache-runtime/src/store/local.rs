@@ -37,6 +37,9 @@ pub(crate) struct Entry<V> {
     /// When the call that read or computed the value began ([`clock::now`]): see
     /// [`crate::coherence`].
     pub(crate) born: u64,
+    /// What the entry weighs in an L1 bounded by `max_bytes` (its encoded length plus its
+    /// key's); 0 until known.
+    weight: u32,
 }
 
 impl<V> Entry<V> {
@@ -48,7 +51,15 @@ impl<V> Entry<V> {
             delta_beta: times.delta_beta,
             fallback_until: times.fallback_until,
             born,
+            weight: 0,
         }
+    }
+
+    /// The entry, known to be `encoded_len` bytes long in the shared store (read from there):
+    /// an L1 bounded by `max_bytes` need not encode it again to weigh it.
+    pub(crate) fn encoded(mut self, encoded_len: usize, args: &str) -> Self {
+        self.weight = weight(encoded_len, args);
+        self
     }
 
     /// When moka may drop it: once it can neither be served nor stand in for a failure.
@@ -81,15 +92,42 @@ impl<V> Expiry<Box<str>, Entry<V>> for ByDeadline {
     }
 }
 
+/// What an entry weighs: its encoded length plus its key's, clamped to moka's `u32`.
+fn weight(encoded_len: usize, args: &str) -> u32 {
+    u32::try_from(encoded_len.saturating_add(args.len())).unwrap_or(u32::MAX)
+}
+
+/// The encoded length of a value (see [`crate::codec::encoded_len`]).
+pub(crate) type SizeFn<V> = fn(&V) -> usize;
+
+/// How L1 is bounded.
+pub(crate) enum Bound<V> {
+    /// At most this many entries (`capacity`).
+    Entries(u64),
+    /// At most this many bytes of encoded values and keys (`max_bytes`), each value sized
+    /// by the function.
+    Bytes(u64, SizeFn<V>),
+}
+
 /// The L1 store of one function.
 pub(crate) struct LocalStore<V> {
     cache: Cache<Box<str>, Entry<V>, FastHash>,
+    /// Sizes values that come without their encoded length, under `max_bytes`.
+    size: Option<SizeFn<V>>,
 }
 
 impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
-    pub(crate) fn new(capacity: u64, idle: Option<Duration>, policy: Policy) -> Self {
-        let builder = Cache::builder()
-            .max_capacity(capacity)
+    pub(crate) fn new(bound: Bound<V>, idle: Option<Duration>, policy: Policy) -> Self {
+        let (builder, size) = match bound {
+            Bound::Entries(capacity) => (Cache::builder().max_capacity(capacity), None),
+            Bound::Bytes(max_bytes, size) => (
+                Cache::builder()
+                    .max_capacity(max_bytes)
+                    .weigher(|_, entry: &Entry<V>| entry.weight),
+                Some(size),
+            ),
+        };
+        let builder = builder
             .expire_after(ByDeadline)
             .eviction_policy(match policy {
                 Policy::TinyLfu => EvictionPolicy::tiny_lfu(),
@@ -101,6 +139,7 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
         };
         LocalStore {
             cache: builder.build_with_hasher(FastHash),
+            size,
         }
     }
 
@@ -130,7 +169,10 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
         }
     }
 
-    pub(crate) fn insert(&self, args: &str, entry: Entry<V>) {
+    pub(crate) fn insert(&self, args: &str, mut entry: Entry<V>) {
+        if let (Some(size), 0) = (self.size, entry.weight) {
+            entry.weight = weight(size(&entry.value), args);
+        }
         self.cache.insert(args.into(), entry);
     }
 
@@ -152,6 +194,13 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
     pub(crate) fn entry_count(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
+    }
+
+    /// What the entries weigh in all (see [`Bound::Bytes`]; under a `capacity` bound, each
+    /// weighs 1), once moka has applied its pending work.
+    pub(crate) fn weighted_size(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
     }
 
     /// Drops every entry now (moka's `invalidate_all` alone is lazy: each later access would

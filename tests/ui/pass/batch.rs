@@ -18,7 +18,23 @@ async fn names(ids: &[String]) -> Result<std::collections::HashMap<String, usize
     Ok(ids.iter().map(|id| (id.clone(), id.len())).collect())
 }
 
+/// Served stale while one call refreshes; refreshed early now and then; one process computes.
+#[cached(
+    ttl = 60,
+    batch,
+    stale = 30,
+    refresh = early,
+    beta = 2.0,
+    max_bytes = 1_000_000,
+    lock,
+    lock_timeout = 5
+)]
+pub fn cards(ids: &[u32]) -> std::collections::HashMap<u32, String> {
+    ids.iter().map(|&id| (id, format!("card {id}"))).collect()
+}
+
 fn main() {
+    assert_eq!(cards(&[1, 2]).len(), 2);
     let found = users(&[1, 2, 2]);
     assert_eq!(found.len(), 2);
     assert_eq!(users::keys(&[1, 2]), vec![users::key_for(&1), users::key_for(&2)]);
