@@ -45,6 +45,9 @@ mod scope;
 mod stats;
 mod store;
 mod sync;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 #[doc(hidden)]
 pub mod __private;

@@ -1,0 +1,130 @@
+//! The test clock (`cache_runtime::testing::advance`, the `testing` feature): an hour-long
+//! TTL runs out without an hour or a sleep, in this thread's front table, in L1 and with
+//! Redis behind them. Every test here moves the process-wide clock, so they run one at a
+//! time and in a binary of their own.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::thread;
+use std::time::Duration;
+
+use cache_runtime::{cached, testing};
+use integration_tests::{serial, with_redis};
+
+const PAST_AN_HOUR: Duration = Duration::from_secs(3601);
+
+static FRONT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = 3600, local)]
+fn hourly_front(n: u32) -> u32 {
+    FRONT_RUNS.fetch_add(1, SeqCst);
+    n + 1
+}
+
+#[test]
+fn an_hour_passes_in_this_threads_front_table() {
+    let _serial = serial();
+    hourly_front(1);
+    hourly_front(1);
+    assert_eq!(FRONT_RUNS.load(SeqCst), 1, "the second call is a hit");
+    assert_eq!(hourly_front::stats().l1_hits, 1);
+
+    testing::advance(Duration::from_secs(3590));
+    hourly_front(1);
+    assert_eq!(
+        FRONT_RUNS.load(SeqCst),
+        1,
+        "ten seconds are left of the hour"
+    );
+
+    testing::advance(Duration::from_secs(11));
+    hourly_front(1);
+    assert_eq!(
+        FRONT_RUNS.load(SeqCst),
+        2,
+        "the hour passed: the body ran again"
+    );
+}
+
+static L1_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = 3600, local)]
+fn hourly_l1(n: u32) -> u32 {
+    L1_RUNS.fetch_add(1, SeqCst);
+    n + 1
+}
+
+/// Calls `call` on a new thread, whose front table is empty: a hit there comes from L1.
+fn on_fresh_thread(call: fn()) {
+    thread::spawn(call).join().unwrap();
+}
+
+#[test]
+fn an_hour_passes_in_l1() {
+    let _serial = serial();
+    on_fresh_thread(|| {
+        hourly_l1(7);
+    });
+    on_fresh_thread(|| {
+        hourly_l1(7);
+    });
+    assert_eq!(L1_RUNS.load(SeqCst), 1, "the second thread hit L1");
+    assert_eq!(hourly_l1::stats().l1_hits, 1);
+
+    testing::advance(PAST_AN_HOUR);
+    on_fresh_thread(|| {
+        hourly_l1(7);
+    });
+    assert_eq!(
+        L1_RUNS.load(SeqCst),
+        2,
+        "L1 did not serve the expired entry"
+    );
+    assert_eq!(hourly_l1::stats().l1_hits, 1);
+}
+
+static REDIS_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = 3600)]
+fn hourly_shared(n: u32) -> u32 {
+    REDIS_RUNS.fetch_add(1, SeqCst);
+    n + 1
+}
+
+/// Redis keeps the key (its own TTL runs on its own clock), but the expiry written into the
+/// value has passed on the moved clock, so the value read back is a miss.
+#[test]
+fn an_hour_passes_for_values_read_back_from_redis() {
+    let (_serial, server) = with_redis("test-clock");
+    hourly_shared(3);
+    assert_eq!(server.calls("set"), 1, "the value went to Redis");
+    hourly_shared::clear_local();
+    hourly_shared(3);
+    assert_eq!(
+        REDIS_RUNS.load(SeqCst),
+        1,
+        "read back from Redis before the hour"
+    );
+    assert_eq!(hourly_shared::stats().l2_hits, 1);
+
+    hourly_shared::clear_local();
+    testing::advance(PAST_AN_HOUR);
+    let key = hourly_shared::key(3).to_string();
+    let mut conn = server.connection();
+    let pttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+    assert!(
+        pttl > 3_000_000,
+        "Redis still holds the key ({pttl} ms left)"
+    );
+
+    let gets = server.calls("get");
+    hourly_shared(3);
+    assert_eq!(server.calls("get"), gets + 1, "Redis was asked");
+    assert_eq!(
+        REDIS_RUNS.load(SeqCst),
+        2,
+        "its value was past its expiry: a miss"
+    );
+    let stats = hourly_shared::stats();
+    assert_eq!((stats.l2_hits, stats.misses), (1, 2));
+    assert_eq!(server.calls("set"), 2, "the new value replaced it");
+}
