@@ -62,7 +62,7 @@ pub use freshness::Expires;
 pub use key::{encode as encode_key, Key, KeyBuf, KeyPart};
 pub use mode::{bypass, bypass_async};
 pub use outcome::{Outcome, Plain};
-pub use registry::{clear_all_local, functions, FunctionInfo};
+pub use registry::{clear_all_local, functions, reset_stats, FunctionInfo};
 pub use scope::{preload, preload_async};
 pub use stats::Stats;
 #[cfg(feature = "disk")]
