@@ -15,19 +15,22 @@
 //!
 //! Every expiry decision of this crate reads one clock, and [`advance`] adds to it: the
 //! per-thread front tables, L1 (an entry past its deadline is not served, whatever moka
-//! thinks), stale windows, early refresh, lock leases, the circuit breaker's cool-down, the
-//! disk store's expiry times, and the expiry time written into each value sent to Redis. A
+//! thinks), stale windows, early refresh, how long a `lock` waiter waits before computing
+//! itself (two leases), the circuit breaker's cool-down, the disk store's expiry times, and
+//! the expiry time written into each value sent to Redis. A
 //! value read back from Redis whose written expiry has passed on the moved clock is treated
 //! as a miss, so a TTL test behaves the same with Redis behind L1.
 //!
 //! What it does not move:
 //!
 //! - Redis' own TTLs: the key stays in Redis until Redis' real clock expires it (this crate
-//!   reads it, finds its expiry passed, runs the body and overwrites it).
-//! - moka's clock: `idle = N` (time-to-idle) is moka's own and counts real time, and moka
-//!   frees expired entries' memory on its own schedule (they are never served meanwhile).
-//! - Timeouts of Redis operations (`Config::timeout`), lock waits and `lock_timeout`, which
-//!   measure real waiting.
+//!   reads it, finds its expiry passed, runs the body and overwrites it); so does a `lock`'s
+//!   lease, which is a Redis TTL on the lock key.
+//! - moka's clock (moka keeps one of its own): `idle = N` (time-to-idle) counts real time,
+//!   and moka frees expired entries' memory on its own schedule (they are never served
+//!   meanwhile).
+//! - Timeouts of Redis operations (`Config::timeout`) and the pauses between a lock waiter's
+//!   looks, which measure real waiting.
 //!
 //! The offset is process-wide and only grows (a clock that went back would make entries
 //! written meanwhile live longer than their TTL). Tests in one binary run on parallel

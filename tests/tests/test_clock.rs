@@ -1,13 +1,14 @@
 //! The test clock (`cache_runtime::testing::advance`, the `testing` feature): an hour-long
 //! TTL runs out without an hour or a sleep, in this thread's front table, in L1 and with
 //! Redis behind them. Every test here moves the process-wide clock, so they run one at a
-//! time and in a binary of their own.
+//! time and in a binary of their own. The disk store is covered as well.
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::thread;
 use std::time::Duration;
 
 use cache_runtime::{cached, testing};
+use integration_tests::disk::TempDir;
 use integration_tests::{serial, with_redis};
 
 const PAST_AN_HOUR: Duration = Duration::from_secs(3601);
@@ -127,4 +128,42 @@ fn an_hour_passes_for_values_read_back_from_redis() {
     let stats = hourly_shared::stats();
     assert_eq!((stats.l2_hits, stats.misses), (1, 2));
     assert_eq!(server.calls("set"), 2, "the new value replaced it");
+}
+
+static DISK_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = 3600)]
+fn hourly_on_disk(n: u32) -> u32 {
+    DISK_RUNS.fetch_add(1, SeqCst);
+    n + 1
+}
+
+/// The disk store's expiry is on the moved clock too.
+#[test]
+fn an_hour_passes_for_values_read_back_from_disk() {
+    let _serial = serial();
+    let dir = TempDir::new("test-clock");
+    cache_runtime::Config::new()
+        .disk(dir.path())
+        .install()
+        .unwrap();
+    hourly_on_disk(4);
+    hourly_on_disk::clear_local();
+    hourly_on_disk(4);
+    assert_eq!(
+        DISK_RUNS.load(SeqCst),
+        1,
+        "read back from the file before the hour"
+    );
+    assert_eq!(hourly_on_disk::stats().l2_hits, 1);
+
+    hourly_on_disk::clear_local();
+    testing::advance(PAST_AN_HOUR);
+    hourly_on_disk(4);
+    assert_eq!(
+        DISK_RUNS.load(SeqCst),
+        2,
+        "the row was past its expiry: a miss"
+    );
+    assert_eq!(hourly_on_disk::stats().l2_hits, 1);
 }
