@@ -83,6 +83,24 @@ fn an_hour_passes_in_l1() {
     assert_eq!(hourly_l1::stats().l1_hits, 1);
 }
 
+/// The part the shared-store tests have in common: `call` computes and writes the value, a
+/// cold L1 reads it back (a hit in the store), then L1 is emptied again and the clock moved
+/// past the hour.
+fn read_back_then_pass_the_hour(
+    call: fn(),
+    clear_local: fn(),
+    runs: &AtomicUsize,
+    l2_hits: fn() -> u64,
+) {
+    call();
+    clear_local();
+    call();
+    assert_eq!(runs.load(SeqCst), 1, "read back before the hour");
+    assert_eq!(l2_hits(), 1);
+    clear_local();
+    testing::advance(PAST_AN_HOUR);
+}
+
 static REDIS_RUNS: AtomicUsize = AtomicUsize::new(0);
 
 #[cached(ttl = 3600)]
@@ -96,22 +114,20 @@ fn hourly_shared(n: u32) -> u32 {
 #[test]
 fn an_hour_passes_for_values_read_back_from_redis() {
     let (_serial, server) = with_redis("test-clock");
-    hourly_shared(3);
-    assert_eq!(server.calls("set"), 1, "the value went to Redis");
-    hourly_shared::clear_local();
-    hourly_shared(3);
-    assert_eq!(
-        REDIS_RUNS.load(SeqCst),
-        1,
-        "read back from Redis before the hour"
+    read_back_then_pass_the_hour(
+        || {
+            hourly_shared(3);
+        },
+        hourly_shared::clear_local,
+        &REDIS_RUNS,
+        || hourly_shared::stats().l2_hits,
     );
-    assert_eq!(hourly_shared::stats().l2_hits, 1);
-
-    hourly_shared::clear_local();
-    testing::advance(PAST_AN_HOUR);
+    assert_eq!(server.calls("set"), 1, "the value went to Redis");
     let key = hourly_shared::key(3).to_string();
-    let mut conn = server.connection();
-    let pttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query(&mut server.connection())
+        .unwrap();
     assert!(
         pttl > 3_000_000,
         "Redis still holds the key ({pttl} ms left)"
@@ -147,18 +163,14 @@ fn an_hour_passes_for_values_read_back_from_disk() {
         .disk(dir.path())
         .install()
         .unwrap();
-    hourly_on_disk(4);
-    hourly_on_disk::clear_local();
-    hourly_on_disk(4);
-    assert_eq!(
-        DISK_RUNS.load(SeqCst),
-        1,
-        "read back from the file before the hour"
+    read_back_then_pass_the_hour(
+        || {
+            hourly_on_disk(4);
+        },
+        hourly_on_disk::clear_local,
+        &DISK_RUNS,
+        || hourly_on_disk::stats().l2_hits,
     );
-    assert_eq!(hourly_on_disk::stats().l2_hits, 1);
-
-    hourly_on_disk::clear_local();
-    testing::advance(PAST_AN_HOUR);
     hourly_on_disk(4);
     assert_eq!(
         DISK_RUNS.load(SeqCst),
