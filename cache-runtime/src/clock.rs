@@ -6,6 +6,10 @@
 //! in the future; only entries within that margin of expiry read the precise clock. So an
 //! entry is never served after its deadline, and the hit path almost never pays for
 //! `clock_gettime(CLOCK_MONOTONIC)`.
+//!
+//! With the `testing` feature every reading here (both clocks and [`unix_millis`]) adds
+//! [`offset`], which [`crate::testing::advance`] moves forward; without it `offset` is the
+//! constant 0 and compiles away.
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Nanoseconds on the monotonic clock (an arbitrary, process-wide origin).
 #[inline]
 pub fn now() -> u64 {
-    read(Source::Precise)
+    read(Source::Precise).wrapping_add(offset())
 }
 
 /// `true` when `deadline` (a [`now`] reading) has passed.
@@ -22,7 +26,7 @@ pub fn expired(deadline: u64) -> bool {
     if deadline == u64::MAX {
         return false;
     }
-    let coarse = read(Source::Coarse);
+    let coarse = read(Source::Coarse).wrapping_add(offset());
     if coarse.saturating_add(coarse_margin()) < deadline {
         return false;
     }
@@ -48,6 +52,24 @@ pub fn unix_millis() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+        + offset() / 1_000_000
+}
+
+/// Nanoseconds the test clock was moved forward (see [`crate::testing::advance`]).
+#[cfg(feature = "testing")]
+pub(crate) static OFFSET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// What every reading adds: the test clock's offset, or 0 without the `testing` feature.
+#[inline(always)]
+pub(crate) fn offset() -> u64 {
+    #[cfg(feature = "testing")]
+    {
+        OFFSET.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(feature = "testing"))]
+    {
+        0
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -1,5 +1,10 @@
 //! How values are stored in Redis: a small envelope header followed by a serde payload.
 //!
+//! `#[cached]` uses this module on its own; it is public for tools that read or write the
+//! shared store's values outside a cached function (seeding Redis in a test or a benchmark,
+//! inspecting a key): [`encode`] and [`decode`] with [`DefaultCodec`] give the bytes a
+//! function with the same value type writes and reads.
+//!
 //! ```text
 //! offset  size  field
 //! 0       1     format version (currently 2)

@@ -340,7 +340,20 @@ impl Config {
     /// The longest any single Redis operation may take (connecting, the TLS handshake,
     /// `AUTH` / `SELECT`, sending the request and reading the whole reply, together) before
     /// the call gives up on Redis and computes instead. One call spends at most twice this
-    /// on Redis over all its requests.
+    /// on Redis over all its requests. Default: 200 ms. It applies to the disk store too,
+    /// as the longest wait for another process's write (never less than SQLite's busy wait).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_runtime::Config;
+    ///
+    /// // Redis across a region: allow 50 ms per operation before computing instead.
+    /// Config::new()
+    ///     .redis("redis://cache.internal:6379/")
+    ///     .timeout(Duration::from_millis(50))
+    ///     .install()?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -368,7 +381,20 @@ impl Config {
     }
 
     /// After `failures` consecutive failures of a Redis store, skip it for `cooldown`, then
-    /// try again.
+    /// try again. Meanwhile calls compute without waiting on Redis (each skip counts in
+    /// [`Stats::l2_errors`](crate::Stats::l2_errors)). Default: 3 failures, 1 s.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_runtime::Config;
+    ///
+    /// // Give up on Redis after 3 failures in a row, for 10 s at a time.
+    /// Config::new()
+    ///     .redis("redis://cache.internal:6379/")
+    ///     .circuit_breaker(3, Duration::from_secs(10))
+    ///     .install()?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// ```
     pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
         self.breaker_failures = failures.max(1);
         self.breaker_cooldown = cooldown;

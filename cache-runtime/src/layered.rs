@@ -1274,6 +1274,10 @@ impl<V: Clone + Send + Sync + 'static> crate::registry::Listed for CachedFn<V> {
     fn clear_local(&self) {
         CachedFn::clear_local(self)
     }
+
+    fn reset_stats(&self) {
+        self.counters.reset()
+    }
 }
 
 impl<V: Clone + Send + Sync + 'static> KeyOwner for CachedFn<V> {

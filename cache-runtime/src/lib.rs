@@ -17,8 +17,26 @@
 //! println!("{}", square::key(12)); // the key in Redis, e.g. `rust_out::square:v0:12`
 //! ```
 //!
-//! See the README for set-up with Redis, [`preload`](fn@preload) for scopes, and [`cached`] for every
-//! argument of the attribute.
+//! [`cached`] documents every argument of the attribute and the companions it generates
+//! (`f::invalidate`, `f::stats`, ...), [`Config`] the shared stores, [`preload`](fn@preload)
+//! the scopes. The README is the guide:
+//!
+//! - [Using it](https://github.com/cache-runtime/cache-runtime#using-it): `cargo add`,
+//!   features, arguments and companions
+//! - [Shared stores](https://github.com/cache-runtime/cache-runtime#shared-stores): Redis, and
+//!   what happens when it fails; the [disk store](https://github.com/cache-runtime/cache-runtime#disk-store);
+//!   [Redis Cluster](https://github.com/cache-runtime/cache-runtime#redis-cluster); a
+//!   [coherent L1](https://github.com/cache-runtime/cache-runtime#a-coherent-l1-across-the-fleet)
+//! - [Preload scopes](https://github.com/cache-runtime/cache-runtime#preload-scopes),
+//!   [batch functions](https://github.com/cache-runtime/cache-runtime#batch-functions),
+//!   [fragment blocks](https://github.com/cache-runtime/cache-runtime#fragment-blocks),
+//!   [stampede protection](https://github.com/cache-runtime/cache-runtime#stampede-protection)
+//! - [Testing code that uses `#[cached]`](https://github.com/cache-runtime/cache-runtime#testing-code-that-uses-cached):
+//!   counting, the test clock, isolation, a real Redis per test (the module `testing`, with
+//!   the feature of that name)
+//! - [Performance](https://github.com/cache-runtime/cache-runtime#performance)
+//!
+//! Features: `redis` (default), `cluster` (default), `disk`, `tls`, `postcard`, `testing`.
 #![warn(missing_docs)]
 
 mod block;
@@ -45,6 +63,8 @@ mod scope;
 mod stats;
 mod store;
 mod sync;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 #[doc(hidden)]
 pub mod __private;
@@ -60,8 +80,10 @@ pub use freshness::Expires;
 pub use key::Shortcut;
 pub use key::{encode as encode_key, Key, KeyBuf, KeyPart};
 pub use mode::{bypass, bypass_async};
+// What the macro wraps return values in; not for users.
+#[doc(hidden)]
 pub use outcome::{Outcome, Plain};
-pub use registry::{clear_all_local, functions, FunctionInfo};
+pub use registry::{clear_all_local, functions, reset_stats, FunctionInfo};
 pub use scope::{preload, preload_async};
 pub use stats::Stats;
 #[cfg(feature = "disk")]

@@ -1,5 +1,6 @@
 //! Every `#[cached]` function of the process that has been called: [`functions`] lists them
-//! (a stats page, metrics), [`clear_all_local`] empties their in-process layers (tests).
+//! (a stats page, metrics), [`clear_all_local`] empties their in-process layers and
+//! [`reset_stats`] zeroes their counters (tests).
 //!
 //! A function is listed by its first call that reaches past the front table (the first call
 //! of any function does), so listing costs nothing on the hit path.
@@ -15,6 +16,7 @@ pub(crate) trait Listed: Send + Sync {
     fn entries(&self) -> u64;
     fn l1_bytes(&self) -> u64;
     fn clear_local(&self);
+    fn reset_stats(&self);
 }
 
 static FUNCTIONS: RwLock<Vec<&'static dyn Listed>> = RwLock::new(Vec::new());
@@ -78,5 +80,31 @@ pub fn clear_all_local() {
         FUNCTIONS.read().unwrap_or_else(|e| e.into_inner()).clone();
     for function in listed {
         function.clear_local();
+    }
+}
+
+/// Zeroes the [`Stats`] of every function called so far (each `f::stats()` counts from 0
+/// again). For tests that assert on counts; tests running in parallel in one binary reset
+/// each other's counts, so such tests either run one at a time or compare
+/// [`Stats::since`] a snapshot of their own instead.
+///
+/// ```
+/// use cache_runtime::{cached, reset_stats};
+///
+/// #[cached(local)]
+/// fn triple(n: u64) -> u64 { n * 3 }
+///
+/// triple(1);
+/// triple(1);
+/// reset_stats();
+/// assert_eq!(triple::stats().l1_hits, 0);
+/// triple(1);
+/// assert_eq!((triple::stats().l1_hits, triple::stats().misses), (1, 0));
+/// ```
+pub fn reset_stats() {
+    let listed: Vec<&'static dyn Listed> =
+        FUNCTIONS.read().unwrap_or_else(|e| e.into_inner()).clone();
+    for function in listed {
+        function.reset_stats();
     }
 }

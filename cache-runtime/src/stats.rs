@@ -7,7 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-/// Counters of one `#[cached]` function since the process started.
+/// Counters of one `#[cached]` function since the process started (or since
+/// [`reset_stats`](crate::reset_stats)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -46,6 +47,37 @@ impl Stats {
             hits as f64 / calls as f64
         }
     }
+
+    /// What was counted after `earlier` (a snapshot of the same function taken before): a
+    /// test's own calls, whatever other tests counted before it began.
+    ///
+    /// ```
+    /// use cache_runtime::cached;
+    ///
+    /// #[cached(local)]
+    /// fn double(n: u64) -> u64 { n * 2 }
+    ///
+    /// double(1); // an earlier test's call
+    /// let before = double::stats();
+    /// double(2);
+    /// double(2);
+    /// let mine = double::stats().since(&before);
+    /// assert_eq!((mine.misses, mine.l1_hits), (1, 1));
+    /// ```
+    pub fn since(&self, earlier: &Stats) -> Stats {
+        Stats {
+            scope_hits: self.scope_hits.saturating_sub(earlier.scope_hits),
+            l1_hits: self.l1_hits.saturating_sub(earlier.l1_hits),
+            l2_hits: self.l2_hits.saturating_sub(earlier.l2_hits),
+            misses: self.misses.saturating_sub(earlier.misses),
+            l2_errors: self.l2_errors.saturating_sub(earlier.l2_errors),
+            decode_errors: self.decode_errors.saturating_sub(earlier.decode_errors),
+            stale_served: self.stale_served.saturating_sub(earlier.stale_served),
+            coherence_flushes: self
+                .coherence_flushes
+                .saturating_sub(earlier.coherence_flushes),
+        }
+    }
 }
 
 /// A counter written by a single thread and read by any.
@@ -76,6 +108,10 @@ pub(crate) struct Counters {
     pub(crate) stale_served: AtomicU64,
     pub(crate) coherence_flushes: AtomicU64,
     thread_hits: Mutex<Vec<Arc<OwnedCounter>>>,
+    /// What [`snapshot`](Self::snapshot) subtracts: the counts at the last reset. The
+    /// counters themselves are never zeroed, since each thread's hit cell may be written only
+    /// by its thread.
+    zero: Mutex<Stats>,
 }
 
 impl Counters {
@@ -100,7 +136,20 @@ impl Counters {
         }
     }
 
+    /// Counts since the last [`reset`](Self::reset).
     pub(crate) fn snapshot(&self) -> Stats {
+        let zero = *self.zero.lock().unwrap_or_else(|e| e.into_inner());
+        self.raw().since(&zero)
+    }
+
+    /// Makes the counts start again from 0.
+    pub(crate) fn reset(&self) {
+        let raw = self.raw();
+        *self.zero.lock().unwrap_or_else(|e| e.into_inner()) = raw;
+    }
+
+    /// Counts since the function was created.
+    fn raw(&self) -> Stats {
         // `l1_hits` is read under the lock `retire_thread` holds while it moves a cell's hits
         // into it, so a finishing thread's hits are counted exactly once.
         let l1_hits = match self.thread_hits.lock() {

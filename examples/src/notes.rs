@@ -128,11 +128,47 @@ pub async fn render(note_id: u64) -> String {
 /// What the handlers share: a connection to read Redis' command counters.
 #[derive(Clone)]
 pub struct App {
-    redis: Option<Arc<Mutex<redis::aio::MultiplexedConnection>>>,
+    counters: Option<Arc<Counters>>,
+}
+
+/// The connection `x-redis-commands` is read over, opened again whenever it failed (a Redis
+/// restarted or briefly unreachable), so the counts come back with Redis.
+struct Counters {
+    client: redis::Client,
+    conn: Mutex<Option<redis::aio::MultiplexedConnection>>,
+}
+
+impl Counters {
+    /// `INFO commandstats` over the kept connection; on failure one more try on a new one.
+    async fn info(&self) -> Option<String> {
+        let mut conn = self.conn.lock().await;
+        for _attempt in 0..2 {
+            if conn.is_none() {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_millis(500)))
+                    .set_response_timeout(Some(Duration::from_millis(500)));
+                *conn = self
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .ok();
+            }
+            let live = conn.as_mut()?;
+            match redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(live)
+                .await
+            {
+                Ok(info) => return Some(info),
+                Err(_) => *conn = None,
+            }
+        }
+        None
+    }
 }
 
 impl App {
-    /// Installs the cache config for `redis_url` and connects the counter reader. If Redis is
+    /// Installs the cache config for `redis_url` and prepares the counter reader. If Redis is
     /// unreachable the site still works (every fragment is computed; no counts are shown).
     pub async fn new(redis_url: &str) -> Self {
         if let Err(e) = cache_runtime::Config::new()
@@ -142,23 +178,23 @@ impl App {
         {
             eprintln!("cache config: {e}");
         }
-        let redis = match redis::Client::open(redis_url) {
-            Ok(client) => client.get_multiplexed_async_connection().await.ok(),
-            Err(_) => None,
-        };
+        let counters = redis::Client::open(redis_url).ok().map(|client| Counters {
+            client,
+            conn: Mutex::new(None),
+        });
         App {
-            redis: redis.map(|c| Arc::new(Mutex::new(c))),
+            counters: counters.map(Arc::new),
         }
+    }
+
+    /// No shared store: every fragment lives in this process only, and no counts are shown.
+    pub fn in_process_only() -> Self {
+        App { counters: None }
     }
 
     /// Calls of GET, MGET and SET so far, from `INFO commandstats`.
     async fn command_counts(&self) -> Option<HashMap<String, u64>> {
-        let conn = self.redis.as_ref()?;
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut *conn.lock().await)
-            .await
-            .ok()?;
+        let info = self.counters.as_ref()?.info().await?;
         Some(parse_commandstats(&info))
     }
 }

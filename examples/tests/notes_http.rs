@@ -1,6 +1,7 @@
 //! The notes example (`examples/src/notes.rs`) over real HTTP against a harness Redis: a page
 //! rendered in a preload scope costs one MGET and no GET; the same page without the scope, on
-//! a cold L1, costs one GET per fragment; with Redis gone the site still serves its pages.
+//! a cold L1, costs one GET per fragment; with Redis gone the site still serves its pages;
+//! after Redis restarts the counts come back.
 //!
 //! The fragments' L1 is process-wide, so each test starts with `POST /clear-local` and uses
 //! its own note ids.
@@ -104,4 +105,33 @@ async fn with_redis_gone_the_site_still_serves_its_pages() {
     );
     let again = request(site, "GET", "/notes/100?preload=false").await;
     assert_eq!(body(&again), body(&before));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)] // the guard only keeps config-installing tests apart
+async fn the_counts_come_back_after_redis_restarts() {
+    let (_guard, mut server) = with_redis("notes-example");
+    let site = serve(&server.url()).await;
+    let fragments = page_keys(300).len();
+    let before = request(site, "GET", "/notes/300").await;
+    assert_eq!(
+        redis_commands(&before),
+        format!("get=0 mget=1 set={fragments}")
+    );
+
+    server.restart(); // same port, empty
+                      // A note sharing no fragment with note 300 (another author, other related notes).
+    let first = request(site, "GET", "/notes/305").await;
+    assert!(
+        header(&first, "x-redis-commands").is_some(),
+        "the counter connected again: {first}"
+    );
+
+    request(site, "POST", "/clear-local").await;
+    let after = request(site, "GET", "/notes/300").await;
+    assert_eq!(
+        redis_commands(&after),
+        format!("get=0 mget=1 set={fragments}"),
+        "counted against the new, empty server"
+    );
 }

@@ -506,18 +506,7 @@ fn command_counts(conn: &mut redis::Connection) -> HashMap<String, u64> {
         .arg("commandstats")
         .query(conn)
         .expect("INFO commandstats");
-    info.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("cmdstat_")?;
-            let (name, fields) = rest.split_once(':')?;
-            let calls = fields
-                .split(',')
-                .find_map(|f| f.strip_prefix("calls="))?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
+    cache_runtime::testing::parse_command_counts(&info)
 }
 
 fn try_connection(port: u16) -> Option<redis::Connection> {

@@ -171,7 +171,7 @@ impl TlsRedis {
     /// Starts a TLS-only server with `certificates` on a free loopback port, and waits until
     /// it answers PING over TLS.
     pub fn start(certificates: &Certificates) -> Self {
-        let port = crate::free_port();
+        let port = cache_runtime::testing::free_port();
         let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let (cert, key) = certificates.server();
         let child = Command::new(&binary)
