@@ -39,6 +39,8 @@ mod layered;
 mod lock;
 mod mode;
 mod outcome;
+#[cfg(feature = "metrics")]
+mod publish;
 mod random;
 mod registry;
 mod scope;
@@ -59,6 +61,8 @@ pub use freshness::Expires;
 pub use key::{encode as encode_key, Key, KeyBuf, KeyPart};
 pub use mode::{bypass, bypass_async};
 pub use outcome::{Outcome, Plain};
+#[cfg(feature = "metrics")]
+pub use publish::publish_metrics;
 pub use registry::{clear_all_local, functions, FunctionInfo};
 pub use scope::{preload, preload_async};
 pub use stats::Stats;

@@ -202,6 +202,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     Err(out) => return out,
                 };
                 let compute_time = started.elapsed();
+                super::trace::body_ran(&self.settings.name, compute_time);
                 let mut writes = Vec::new();
                 let remote = shared.as_ref().map(|s| &s.remote);
                 let position: HashMap<&K, usize> = led
