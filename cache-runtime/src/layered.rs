@@ -574,7 +574,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     }
                     call.trace.asked(Asked::Flight);
                     tracing::trace!(
-                        parent: call.trace.span(),
+                        parent: &call.trace.span(),
                         "another caller of this process is getting this key; waiting for it"
                     );
                     let waiting = Instant::now();
@@ -663,7 +663,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             .send_write(io, remote.as_ref(), write, call.args, &call.budget)
             .await
         {
-            tracing::trace!(parent: call.trace.span(), "wrote the value to the shared store");
+            tracing::trace!(parent: &call.trace.span(), "wrote the value to the shared store");
         }
         if let (Some(remote), Some(owned)) = (&remote, lock) {
             self.send(io, remote, owned.release(), &call.budget).await;
@@ -882,7 +882,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             }
             let since = *waited.get_or_insert_with(|| {
                 tracing::debug!(
-                    parent: call.trace.span(),
+                    parent: &call.trace.span(),
                     lease_ms = lease.as_millis() as u64,
                     "another process holds this key's compute lock; waiting for its value"
                 );
@@ -937,7 +937,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             return Backfill::Expired;
         }
         if self.keep(call, entry.clone()) {
-            tracing::trace!(parent: call.trace.span(), "filled L1 from stored bytes");
+            tracing::trace!(parent: &call.trace.span(), "filled L1 from stored bytes");
         }
         match entry.verdict() {
             Verdict::Fresh => Backfill::Fresh(entry.value),
@@ -987,7 +987,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         if !self.keep(call, entry.clone()) {
             // Another process changed the key meanwhile: the value is returned, not kept.
             tracing::trace!(
-                parent: call.trace.span(),
+                parent: &call.trace.span(),
                 "another process changed the key meanwhile: the value is returned, not kept"
             );
         } else if replaces {
@@ -996,7 +996,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         } else {
             self.fill_front(call, &entry);
         }
-        tracing::trace!(parent: call.trace.span(), "stored the value in L1");
+        tracing::trace!(parent: &call.trace.span(), "stored the value in L1");
         remote?;
         let codec = self.remote.as_ref()?;
         let header = Header {

@@ -95,8 +95,6 @@ pub(super) struct Trace {
     wait_nanos: AtomicU64,
 }
 
-static NO_SPAN: Span = Span::none();
-
 impl Trace {
     /// Opens the miss's span (once; later calls keep the first).
     pub(super) fn begin(&self, cache: &str) {
@@ -115,10 +113,12 @@ impl Trace {
         });
     }
 
-    /// The miss's span: events of the miss name it as their parent (none before
-    /// [`begin`](Trace::begin)).
-    pub(super) fn span(&self) -> &Span {
-        self.began.get().map_or(&NO_SPAN, |(span, _)| span)
+    /// The miss's span, which events of the miss name as their parent (before
+    /// [`begin`](Trace::begin), and for companions: the caller's current span).
+    pub(super) fn span(&self) -> Span {
+        self.began
+            .get()
+            .map_or_else(Span::current, |(span, _)| span.clone())
     }
 
     pub(super) fn asked(&self, step: Asked) {
