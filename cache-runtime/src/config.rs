@@ -452,7 +452,7 @@ impl Config {
     }
 
     /// Removes the installed configuration: every function goes back to L1 only (and the
-    /// [`metrics_every`](Config::metrics_every) thread stops).
+    /// `metrics_every` thread, feature `metrics`, stops).
     pub fn uninstall() {
         *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = None;
         crate::key::set_prefix("");
