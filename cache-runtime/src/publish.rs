@@ -47,8 +47,9 @@ const STORE_SECONDS: &str = "cache_store_seconds";
 /// `layer = "l1"` counts hits of the in-process layer, this thread's front table included.
 /// No label holds a key. Two histograms are recorded as misses happen, not by this call:
 /// `cache_compute_seconds{cache}` (each run of a body) and
-/// `cache_store_seconds{cache, store, op}` (each request to a shared store, `op` = `get`,
-/// `set`, `get_many`, `set_many`, `delete`, `lock`, ...).
+/// `cache_store_seconds{cache, store, op}` (each request to a shared store; `store` =
+/// `redis`, `redis-cluster` or `disk`, `op` = `get`, `set`, `get_many`, `set_many`,
+/// `delete`, `lock`, ...).
 ///
 /// ```
 /// use cache_runtime::cached;

@@ -155,7 +155,7 @@ fn counts_by_layer_histograms_of_misses_and_no_key_in_any_label() {
     let allowed = |label: &str, value: &str| match label {
         "cache" => names.iter().any(|name| name == value),
         "layer" => ["scope", "l1", "l2"].contains(&value),
-        "store" => ["redis", "cluster", "disk"].contains(&value),
+        "store" => ["redis", "redis-cluster", "disk"].contains(&value),
         "op" => [
             "get",
             "get_many",
