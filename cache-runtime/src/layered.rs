@@ -990,13 +990,15 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 parent: &call.trace.span(),
                 "another process changed the key meanwhile: the value is returned, not kept"
             );
-        } else if replaces {
-            // This thread's slot is voided too: its next call reads the new value from L1.
-            self.front_epochs.bump(call.probe.hash);
         } else {
-            self.fill_front(call, &entry);
+            if replaces {
+                // This thread's slot is voided too: its next call reads the new value from L1.
+                self.front_epochs.bump(call.probe.hash);
+            } else {
+                self.fill_front(call, &entry);
+            }
+            tracing::trace!(parent: &call.trace.span(), "stored the value in L1");
         }
-        tracing::trace!(parent: &call.trace.span(), "stored the value in L1");
         remote?;
         let codec = self.remote.as_ref()?;
         let header = Header {

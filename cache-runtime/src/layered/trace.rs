@@ -166,14 +166,16 @@ impl Trace {
             .get(self.ending.load(Relaxed) as usize)
             .copied()
             .unwrap_or(Ending::Open);
-        let ms = |nanos: &AtomicU64| nanos.load(Relaxed) as f64 / 1e6;
+        // Milliseconds to the microsecond.
+        let ms = |nanos: u64| (nanos as f64 / 1e3).round() / 1e3;
+        let total = began.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         span.record("layers", layers.as_str());
         span.record("outcome", ending.name());
-        span.record("compute_ms", ms(&self.compute_nanos));
-        span.record("store_ms", on_store.as_secs_f64() * 1e3);
-        span.record("wait_ms", ms(&self.wait_nanos));
-        span.record("total_ms", began.elapsed().as_secs_f64() * 1e3);
-        tracing::debug!(parent: span, outcome = ending.name(), "{}", ending.says());
+        span.record("compute_ms", ms(self.compute_nanos.load(Relaxed)));
+        span.record("store_ms", ms(on_store.as_nanos() as u64));
+        span.record("wait_ms", ms(self.wait_nanos.load(Relaxed)));
+        span.record("total_ms", ms(total));
+        tracing::debug!(parent: span, "{}", ending.says());
     }
 }
 
