@@ -7,7 +7,7 @@
 //!   go to Redis (what a freshly started instance sees).
 //! - `GET /stats`: per-fragment counters.
 //! - `GET /metrics`: every cached function's counters and histograms in Prometheus' text
-//!   format (see [`metrics`]).
+//!   format (`metrics` below).
 //!
 //! Every page response carries `x-redis-commands`: the GET, MGET and SET commands Redis
 //! executed while it was rendered, read from Redis' own `INFO commandstats` (exact when
