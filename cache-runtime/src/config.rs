@@ -40,6 +40,9 @@ pub struct Config {
     breaker_cooldown: Duration,
     tls: TlsFiles,
     coherent: bool,
+    /// [`Config::metrics_every`] (feature `metrics`).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    metrics_every: Option<Duration>,
 }
 
 /// A shared store for [`Config::store`] and [`Config::named`]: Redis (`Store::redis`,
@@ -204,6 +207,7 @@ impl fmt::Debug for Config {
             .field("tls_ca_file", &self.tls.ca)
             .field("tls_client_cert", &self.tls.client)
             .field("coherent", &self.coherent)
+            .field("metrics_every", &self.metrics_every)
             .finish()
     }
 }
@@ -228,6 +232,7 @@ impl Config {
             breaker_cooldown: Duration::from_secs(1),
             tls: TlsFiles::default(),
             coherent: true,
+            metrics_every: None,
         }
     }
 
@@ -263,6 +268,32 @@ impl Config {
     /// listening process.
     pub fn coherent(mut self, coherent: bool) -> Self {
         self.coherent = coherent;
+        self
+    }
+
+    /// Publish every function's counters into the installed `metrics` recorder every `every`
+    /// (feature `metrics`), from a background thread named `cache-metrics`, as
+    /// [`publish_metrics`](crate::publish_metrics) does. The thread starts with
+    /// [`install`](Config::install); installing another config or
+    /// [`uninstall`](Config::uninstall) stops it (after a last round). Off by default, and
+    /// with a zero duration.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// cache_runtime::Config::new()
+    ///     .metrics_every(Duration::from_secs(10))
+    ///     .install()?;
+    /// # cache_runtime::Config::uninstall();
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// ```
+    ///
+    /// # Concurrency
+    ///
+    /// The hit path does not change: each round reads the functions' counters as
+    /// [`functions`](crate::functions) does.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_every(mut self, every: Duration) -> Self {
+        self.metrics_every = Some(every);
         self
     }
 
@@ -441,13 +472,18 @@ impl Config {
             listening,
         });
         *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(installed);
+        #[cfg(feature = "metrics")]
+        crate::publish::every(self.metrics_every);
         Ok(())
     }
 
-    /// Removes the installed configuration: every function goes back to L1 only.
+    /// Removes the installed configuration: every function goes back to L1 only (and the
+    /// `metrics_every` thread, feature `metrics`, stops).
     pub fn uninstall() {
         *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = None;
         crate::key::set_prefix("");
+        #[cfg(feature = "metrics")]
+        crate::publish::every(None);
     }
 }
 

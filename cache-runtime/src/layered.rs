@@ -36,12 +36,14 @@ use crate::outcome::Outcome;
 use crate::scope::{self, Preloaded};
 use crate::stats::{Counters, Stats};
 use crate::store::local::{Bound, Entry, LocalStore, Policy, SizeFn};
-use crate::store::{Budget, Op, Reply, SharedStore};
+use crate::store::{Budget, Failure, Op, Reply, SharedStore};
 
 mod batch;
 mod shortcut;
+mod trace;
 pub use batch::BatchOutcome;
 pub use shortcut::{Pending, Probed};
+use trace::{Asked, Ending, Trace};
 
 /// How a function's values go to and from bytes (absent for `local` functions, which need no
 /// serde bounds).
@@ -195,6 +197,8 @@ struct Call<'a, V: 'static> {
     /// When the call began reading or computing what L1 did not answer ([`clock::now`]; 0
     /// until then): anything it reads or computes is no older (see `coherence`).
     born: AtomicU64,
+    /// What the call tells `tracing` once neither L1 nor a scope answered it.
+    trace: Trace,
 }
 
 impl<V> Call<'_, V> {
@@ -421,6 +425,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             budget: Budget::default(),
             force_refresh: false,
             born: AtomicU64::new(0),
+            trace: Trace::default(),
         }
     }
 
@@ -431,10 +436,12 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         call: Call<'_, V>,
         body: impl Future<Output = O>,
     ) -> O {
-        match self.prepare(io, &call).await {
+        let out = match self.prepare(io, &call).await {
             Step::Answer(value) => O::from_cached(value),
             Step::Compute(work) => self.compute(io, &call, work, body).await,
-        }
+        };
+        call.trace.finish(call.budget.on_store());
+        out
     }
 
     /// An async call whose refreshes run in a spawned task: a caller that finds a stale value
@@ -478,12 +485,17 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     {
         let call = self.call_site(front, args.as_str(), probe, lookup);
         let mut work = match self.prepare(&NonBlocking, &call).await {
-            Step::Answer(value) => return O::from_cached(value),
+            Step::Answer(value) => {
+                call.trace.finish(call.budget.on_store());
+                return O::from_cached(value);
+            }
             Step::Compute(work) => work,
         };
         let runtime = tokio::runtime::Handle::try_current();
         let (Some(value), Ok(runtime)) = (work.servable.take(), runtime) else {
-            return self.compute(&NonBlocking, &call, work, body).await;
+            let out = self.compute(&NonBlocking, &call, work, body).await;
+            call.trace.finish(call.budget.on_store());
+            return out;
         };
         let (args, probe, epoch, front_epoch) = (
             call.args.to_owned(),
@@ -503,9 +515,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 budget: Budget::default(),
                 force_refresh: false,
                 born: AtomicU64::new(born),
+                trace: Trace::default(),
             };
             self.compute(&NonBlocking, &call, work, body).await;
+            call.trace.finish(call.budget.on_store());
         });
+        call.trace.ended(Ending::Stale);
+        call.trace.finish(call.budget.on_store());
         O::from_cached(self.count_hit(value))
     }
 
@@ -538,8 +554,16 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         // Past L1: what is read or computed from here on is as new as this moment.
         call.born.store(clock::now(), Ordering::Relaxed);
         // `f::refresh(..)`: neither the scope nor the shared store is asked.
+        let preloaded = if call.force_refresh {
+            Preloaded::Unknown
+        } else {
+            self.preloaded(call)
+        };
+        if !matches!(preloaded, Preloaded::Unknown) {
+            call.trace.asked(Asked::Scope);
+        }
         let ask_first = !call.force_refresh
-            && match self.preloaded(call) {
+            && match preloaded {
                 Preloaded::Served(Backfill::Fresh(value)) => return Step::Answer(value),
                 // Redis held what the scope holds: refresh it without asking again.
                 Preloaded::Served(Backfill::Servable(value)) => {
@@ -550,6 +574,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 // The scope outlived the value: Redis may hold a newer one.
                 Preloaded::Served(Backfill::Expired) | Preloaded::Unknown => true,
             };
+        // Neither L1 nor a scope answered: a miss, traced from here.
+        call.trace.begin(&self.settings.name);
         let remote = self.remote_for(call, ask_first);
         loop {
             let leader = match self.flights.join(call.args, call.probe.hash) {
@@ -558,18 +584,30 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     // A forced refresh waits for the value being computed instead.
                     if !call.force_refresh {
                         if let Some(value) = servable {
+                            call.trace.ended(Ending::Stale);
                             return Step::Answer(self.count_hit(value));
                         }
                     }
+                    call.trace.asked(Asked::Flight);
+                    tracing::trace!(
+                        parent: &call.trace.span(),
+                        "another caller of this process is getting this key; waiting for it"
+                    );
+                    let waiting = Instant::now();
                     io.wait(waiter).await;
+                    call.trace.waited(waiting.elapsed());
                     match self.fresh_in_l1(call) {
-                        Some(value) => return Step::Answer(value),
+                        Some(value) => {
+                            call.trace.ended(Ending::Joined);
+                            return Step::Answer(value);
+                        }
                         None => continue,
                     }
                 }
             };
             if servable.is_none() && !call.force_refresh {
                 if let Some(value) = self.fresh_in_l1(call) {
+                    call.trace.ended(Ending::Joined);
                     return Step::Answer(value);
                 }
             }
@@ -593,6 +631,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                         }
                         Lock::Busy => {
                             if let Some(value) = servable {
+                                call.trace.ended(Ending::Stale);
                                 return Step::Answer(self.count_hit(value));
                             }
                         }
@@ -625,18 +664,30 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             replaces,
             ..
         } = work;
+        // A detached refresh's call is traced from here.
+        call.trace.begin(&self.settings.name);
         let started = Instant::now();
         let out = body.await;
+        call.trace.computed(&self.settings.name, started.elapsed());
+        call.trace.ended(match out.cacheable() {
+            Some(_) => Ending::Computed,
+            None => Ending::Uncacheable,
+        });
         let write = self.store_computed(call, remote.as_ref(), &out, started, replaces);
         drop(leader);
-        self.send_write(io, remote.as_ref(), write, call.args, &call.budget)
-            .await;
+        if self
+            .send_write(io, remote.as_ref(), write, call.args, &call.budget)
+            .await
+        {
+            tracing::trace!(parent: &call.trace.span(), "wrote the value to the shared store");
+        }
         if let (Some(remote), Some(owned)) = (&remote, lock) {
             self.send(io, remote, owned.release(), &call.budget).await;
         }
         if out.cacheable().is_none() && self.settings.lifetime.stale_if_error.is_some() {
             if let Some(value) = self.fallback(io, call, remote.as_ref()).await {
                 Counters::add(&self.counters.stale_served);
+                call.trace.ended(Ending::StaleIfError);
                 tracing::debug!(
                     name = %self.settings.name,
                     "the body failed; serving the last value within `stale_if_error`"
@@ -799,6 +850,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         call: &Call<'_, V>,
         remote: &Remote,
     ) -> Option<V> {
+        call.trace.asked(Asked::L2);
         let Reply::Value(bytes) = self
             .send(io, remote, Op::Get(&remote.key), &call.budget)
             .await?
@@ -810,6 +862,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             return None;
         };
         Counters::add(&self.counters.l2_hits);
+        call.trace.ended(Ending::L2Hit);
         Some(value)
     }
 
@@ -822,7 +875,9 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         lease: Duration,
         have_servable: bool,
     ) -> Lock<V> {
+        call.trace.asked(Asked::Lock);
         let mut waiting = lock::Waiting::new(&remote.key, lease);
+        let mut waited: Option<Instant> = None;
         loop {
             let Some(Reply::Locked(acquired)) =
                 self.send(io, remote, waiting.acquire(), &call.budget).await
@@ -841,12 +896,22 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             if have_servable {
                 return Lock::Busy;
             }
+            let since = *waited.get_or_insert_with(|| {
+                tracing::debug!(
+                    parent: &call.trace.span(),
+                    lease_ms = lease.as_millis() as u64,
+                    "another process holds this key's compute lock; waiting for its value"
+                );
+                Instant::now()
+            });
             let Some(pause) = waiting.next_pause() else {
+                call.trace.waited(since.elapsed());
                 tracing::warn!(key = %remote.key, "lock owner did not finish in time; computing");
                 return Lock::Unavailable;
             };
             io.sleep(pause).await;
             if let Some(value) = self.read_remote(io, call, remote).await {
+                call.trace.waited(since.elapsed());
                 return Lock::Found(value);
             }
         }
@@ -887,7 +952,9 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             }
             return Backfill::Expired;
         }
-        self.keep(call, entry.clone());
+        if self.keep(call, entry.clone()) {
+            tracing::trace!(parent: &call.trace.span(), "filled L1 from stored bytes");
+        }
         match entry.verdict() {
             Verdict::Fresh => Backfill::Fresh(entry.value),
             _ => Backfill::Servable(entry.value),
@@ -935,11 +1002,18 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let entry = Entry::new(value.clone(), &times, call.born());
         if !self.keep(call, entry.clone()) {
             // Another process changed the key meanwhile: the value is returned, not kept.
-        } else if replaces {
-            // This thread's slot is voided too: its next call reads the new value from L1.
-            self.front_epochs.bump(call.probe.hash);
+            tracing::trace!(
+                parent: &call.trace.span(),
+                "another process changed the key meanwhile: the value is returned, not kept"
+            );
         } else {
-            self.fill_front(call, &entry);
+            if replaces {
+                // This thread's slot is voided too: its next call reads the new value from L1.
+                self.front_epochs.bump(call.probe.hash);
+            } else {
+                self.fill_front(call, &entry);
+            }
+            tracing::trace!(parent: &call.trace.span(), "stored the value in L1");
         }
         remote?;
         let codec = self.remote.as_ref()?;
@@ -970,16 +1044,18 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         write: Option<Write>,
         args: &str,
         budget: &Budget,
-    ) {
-        if let (Some(remote), Some(write)) = (remote, write) {
-            let op = Op::Set {
-                key: &remote.key,
-                value: &write.bytes,
-                ttl: write.ttl,
-            };
-            self.send_announced(io, remote, op, Change::Key, args, budget)
-                .await;
-        }
+    ) -> bool {
+        let (Some(remote), Some(write)) = (remote, write) else {
+            return false;
+        };
+        let op = Op::Set {
+            key: &remote.key,
+            value: &write.bytes,
+            ttl: write.ttl,
+        };
+        self.send_announced(io, remote, op, Change::Key, args, budget)
+            .await
+            .is_some()
     }
 
     /// Puts `entry` in L1, unless a message of another process about its key arrived since
@@ -1037,7 +1113,18 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         op: Op<'_>,
         budget: &Budget,
     ) -> Option<Reply> {
-        match io.run(&*remote.store, op, budget).await {
+        let started = Instant::now();
+        let result = io.run(&*remote.store, op, budget).await;
+        if !matches!(
+            result,
+            Err(Failure::Skipped | Failure::OutOfTime | Failure::NoRuntime)
+        ) {
+            // The store was asked: its latency, for the trace and the histogram.
+            let took = started.elapsed();
+            budget.took(took);
+            trace::store_took(&self.settings.name, remote.store.kind(), op.name(), took);
+        }
+        match result {
             Ok(reply) => Some(reply),
             Err(failure) => {
                 Counters::add(&self.counters.l2_errors);
@@ -1125,6 +1212,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             budget: Budget::default(),
             force_refresh: false,
             born: AtomicU64::new(clock::now()),
+            trace: Trace::default(),
         }
     }
 

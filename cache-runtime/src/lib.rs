@@ -57,6 +57,8 @@ mod layered;
 mod lock;
 mod mode;
 mod outcome;
+#[cfg(feature = "metrics")]
+mod publish;
 mod random;
 mod registry;
 mod scope;
@@ -83,6 +85,8 @@ pub use mode::{bypass, bypass_async};
 // What the macro wraps return values in; not for users.
 #[doc(hidden)]
 pub use outcome::{Outcome, Plain};
+#[cfg(feature = "metrics")]
+pub use publish::publish_metrics;
 pub use registry::{clear_all_local, functions, reset_stats, FunctionInfo};
 pub use scope::{preload, preload_async};
 pub use stats::Stats;

@@ -255,6 +255,8 @@ const CALL_BUDGET_TIMEOUTS: u32 = 2;
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct Budget {
     spent_nanos: AtomicU64,
+    /// Time the call's requests took, whatever the store (for its trace).
+    on_store_nanos: AtomicU64,
 }
 
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -270,5 +272,17 @@ impl Budget {
     pub(crate) fn spend(&self, since: Instant) {
         let nanos = since.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         self.spent_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// Counts `elapsed`, the time one request of the call took, into
+    /// [`on_store`](Budget::on_store) (not against the budget).
+    pub(crate) fn took(&self, elapsed: Duration) {
+        let nanos = elapsed.as_nanos().min(u64::MAX as u128) as u64;
+        self.on_store_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// The time the call's requests took, added up.
+    pub(crate) fn on_store(&self) -> Duration {
+        Duration::from_nanos(self.on_store_nanos.load(Relaxed))
     }
 }

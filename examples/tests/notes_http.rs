@@ -135,3 +135,39 @@ async fn the_counts_come_back_after_redis_restarts() {
         "counted against the new, empty server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)] // the guard only keeps config-installing tests apart
+async fn metrics_serves_each_fragments_series_in_prometheus_text() {
+    let (_guard, server) = with_redis("notes-example");
+    let site = serve(&server.url()).await;
+    request(site, "GET", "/notes/300?preload=false").await;
+    let scrape = request(site, "GET", "/metrics").await;
+    assert!(
+        header(&scrape, "content-type").is_some_and(|t| t.starts_with("text/plain")),
+        "{scrape}"
+    );
+    let text = body(&scrape);
+    let markup = r#"cache="examples::notes::note_markup""#;
+    for series in [
+        format!("cache_misses_total{{{markup}}} "),
+        format!("cache_hits_total{{{markup},layer=\"l1\"}} "),
+        format!("cache_entries{{{markup}}} "),
+        format!("cache_compute_seconds_bucket{{{markup},le=\"+Inf\"}} "),
+        format!("cache_store_seconds_count{{{markup},store=\"redis\",op=\"get\"}} "),
+        format!("cache_store_seconds_count{{{markup},store=\"redis\",op=\"set\"}} "),
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&series)),
+            "{series} in\n{text}"
+        );
+    }
+    // No key, and no argument, in any series' labels.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let labels = line.rsplit_once(' ').map_or(line, |(series, _)| series);
+        assert!(
+            !labels.contains("notes-example:") && !labels.contains("300"),
+            "{line}"
+        );
+    }
+}
