@@ -441,7 +441,10 @@ impl Gen<'_> {
             Mode::Plain => quote!(#hit),
         };
         quote! {
-            let #probed = #cache.probe_key(#front, #whole, #plain);
+            let #probed = {
+                use #rt::__private::{ViaKeyPart as _, ViaNothing as _};
+                #cache.probe_key(#front, #rt::__private::ShortcutOf(#whole).shortcut(), #plain)
+            };
             match #probed {
                 #rt::__private::Probed::Hit(#hit) => #from_hit,
                 #rt::__private::Probed::Miss(#pending) => {

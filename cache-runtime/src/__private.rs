@@ -7,7 +7,7 @@ pub use std::time::Duration;
 
 pub use crate::freshness::Lifetime;
 pub use crate::front::Front;
-pub use crate::key::{Key, KeyBuf, KeyPart};
+pub use crate::key::{Key, KeyBuf, KeyPart, Shortcut};
 pub use crate::layered::{
     BatchOutcome, CachedFn, FrontKey, Pending, Probed, RemoteCodec, Settings,
 };
@@ -75,6 +75,38 @@ pub fn shared<V: RemoteValue>() -> Option<RemoteCodec<V>> {
 /// The codec of a `local` function: none, and no serde bounds.
 pub fn local<V>() -> Option<RemoteCodec<V>> {
     None
+}
+
+/// A call's whole key on its way to [`CachedFn::probe_key`]: `ShortcutOf(&key).shortcut()`
+/// is the key's [`KeyPart::shortcut`], or no shortcut when its type is not a `KeyPart` (the
+/// key's encoding reports that error once, at the key).
+#[derive(Clone, Copy)]
+pub struct ShortcutOf<'a, T: ?Sized>(pub &'a T);
+
+/// [`ShortcutOf`] for a key type that implements [`KeyPart`].
+pub trait ViaKeyPart<'a> {
+    /// The key's shortcut.
+    fn shortcut(self) -> Shortcut<'a>;
+}
+
+impl<'a, T: KeyPart + ?Sized> ViaKeyPart<'a> for ShortcutOf<'a, T> {
+    #[inline]
+    fn shortcut(self) -> Shortcut<'a> {
+        self.0.shortcut()
+    }
+}
+
+/// [`ShortcutOf`] for any other type (found by autoref when [`ViaKeyPart`] does not apply).
+pub trait ViaNothing<'a> {
+    /// No shortcut.
+    fn shortcut(self) -> Shortcut<'a>;
+}
+
+impl<'a, T: ?Sized> ViaNothing<'a> for &ShortcutOf<'a, T> {
+    #[inline]
+    fn shortcut(self) -> Shortcut<'a> {
+        Shortcut::Encoded
+    }
 }
 
 /// Whether a method's `Self` adds nothing to its keys (no type arguments; see
@@ -327,12 +359,7 @@ pub trait CacheCalls<V: 'static> {
         body: impl FnOnce() -> O,
     ) -> O;
     /// [`CachedFn::probe_key`].
-    fn probe_key<K: KeyPart + ?Sized>(
-        self,
-        front: &'static FrontKey<V>,
-        key: &K,
-        plain: bool,
-    ) -> Probed<V>;
+    fn probe_key(self, front: &'static FrontKey<V>, key: Shortcut<'_>, plain: bool) -> Probed<V>;
     /// [`CachedFn::call_pending`].
     fn call_pending<O: Outcome<V>>(
         self,
@@ -412,12 +439,7 @@ impl<V: CacheValue> CacheCalls<V> for &Cache<V> {
         self.0.call(front, args, body)
     }
     #[inline]
-    fn probe_key<K: KeyPart + ?Sized>(
-        self,
-        front: &'static FrontKey<V>,
-        key: &K,
-        plain: bool,
-    ) -> Probed<V> {
+    fn probe_key(self, front: &'static FrontKey<V>, key: Shortcut<'_>, plain: bool) -> Probed<V> {
         self.0.probe_key(front, key, plain)
     }
     #[inline]
@@ -523,7 +545,7 @@ pub trait CacheNever<V: 'static>: Sized {
         unreachable!("the value type was reported as not cacheable")
     }
     /// Never run.
-    fn probe_key<K: ?Sized>(self, _: &'static FrontKey<V>, _: &K, _: bool) -> Probed<V> {
+    fn probe_key(self, _: &'static FrontKey<V>, _: Shortcut<'_>, _: bool) -> Probed<V> {
         unreachable!("the value type was reported as not cacheable")
     }
     /// Never run.

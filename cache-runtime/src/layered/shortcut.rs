@@ -1,5 +1,7 @@
 //! Calls of functions keyed by one integer, two or three integers, or one text: the front
-//! table is probed with the values themselves ([`KeyPart::shortcut`]), and the key is encoded only after a miss.
+//! table is probed with the values themselves
+//! ([`KeyPart::shortcut`](crate::KeyPart::shortcut)), and the key is encoded only after a
+//! miss.
 //!
 //! The generated code looks first ([`CachedFn::probe_key`]) and encodes the key only when it
 //! gets [`Probed::Miss`], then goes on with the `*_pending` call. The two steps are separate
@@ -10,7 +12,7 @@ use std::future::Future;
 use super::{CachedFn, FrontKey};
 use crate::front::{Lookup, Probe};
 use crate::io::NonBlocking;
-use crate::key::{KeyBuf, KeyPart, Shortcut};
+use crate::key::{KeyBuf, Shortcut};
 use crate::mode::{self, Mode};
 use crate::outcome::Outcome;
 
@@ -44,16 +46,16 @@ impl Pending {
 }
 
 impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
-    /// Looks `key`, the whole key of a call, up in this thread's front table when it has a
-    /// shortcut and `plain` (no type arguments are part of the function's keys).
+    /// Looks the whole key of a call up in this thread's front table by its shortcut, when
+    /// it has one and `plain` (no type arguments are part of the function's keys).
     #[inline]
-    pub fn probe_key<K: KeyPart + ?Sized>(
+    pub fn probe_key(
         &'static self,
         front: &'static FrontKey<V>,
-        key: &K,
+        key: Shortcut<'_>,
         plain: bool,
     ) -> Probed<V> {
-        let (probe, text) = match key.shortcut() {
+        let (probe, text) = match key {
             Shortcut::Int(bits) if plain => (Probe::of_int(bits), ""),
             Shortcut::Ints(words, count) if plain => (Probe::of_ints(words, count), ""),
             Shortcut::Text(text) if plain => (Probe::of_raw(text), text),
