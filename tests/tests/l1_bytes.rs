@@ -5,7 +5,9 @@
 
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
+use cache_runtime::Config;
 use cache_runtime::{cached, functions, FunctionInfo};
+use integration_tests::disk::TempDir;
 use integration_tests::{serial, with_redis};
 
 /// A value of about a kilobyte (1 000 characters: 1 033 bytes encoded).
@@ -100,4 +102,56 @@ fn an_entry_weighs_its_stored_bytes_and_hits_are_served() {
         stored + key_len,
         "weighed by the bytes read"
     );
+}
+
+static PAGED: AtomicU32 = AtomicU32::new(0);
+
+#[cached(ttl = 60, max_bytes = BOUND, policy = "lru", name = "l1_bytes::paged")]
+async fn paged(n: u32) -> String {
+    PAGED.fetch_add(1, SeqCst);
+    kilobyte(n)
+}
+
+/// The same bound for an `async fn` over the disk store: L1 stays within it, and a value read
+/// back from the SQLite file after L1 was emptied is weighed and served like a computed one.
+#[test]
+fn an_async_function_over_the_disk_store_keeps_l1_within_max_bytes() {
+    let _guard = serial();
+    let dir = TempDir::new("l1-bytes");
+    Config::new().disk(dir.path()).install().expect("install");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for n in 0..200 {
+            assert_eq!(paged(n).await, kilobyte(n));
+        }
+    });
+    let held = info("l1_bytes::paged");
+    assert!(
+        held.l1_bytes <= BOUND && held.entries <= 64,
+        "{} bytes in {} entries held, bound {BOUND}",
+        held.l1_bytes,
+        held.entries
+    );
+    assert!(
+        dir.has_row(&paged::key(0).to_string()),
+        "every value is on disk"
+    );
+
+    paged::clear_local();
+    let runs = PAGED.load(SeqCst);
+    assert_eq!(runtime.block_on(paged(3)), kilobyte(3));
+    assert_eq!(
+        PAGED.load(SeqCst),
+        runs,
+        "read back from disk, not computed"
+    );
+    assert_eq!(paged::stats().l2_hits, 1);
+    let held = info("l1_bytes::paged");
+    assert_eq!(held.entries, 1);
+    assert!(
+        (1_033..=1_100).contains(&held.l1_bytes),
+        "weighed by its stored bytes: {}",
+        held.l1_bytes
+    );
+    Config::uninstall();
 }
