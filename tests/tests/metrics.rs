@@ -1,4 +1,4 @@
-//! Feature `metrics` (run with `--features metrics`): `publish_metrics()` and
+//! Feature `metrics` (on for this package): `publish_metrics()` and
 //! `Config::metrics_every` put each function's counters into the installed recorder under
 //! Prometheus-style names, labelled with the function's name and never a key; the misses
 //! record body and store-latency histograms, the hits record nothing. The recorder is a real

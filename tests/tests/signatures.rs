@@ -307,7 +307,7 @@ extern "Rust" {
 #[test]
 fn user_attributes_are_kept() {
     // Links only if `#[export_name]` survived the expansion. `#[must_use]`, `#[inline]` (on
-    // `double`) and doc comments compile under `deny(warnings)`; tests/ui shows their effects.
+    // `double`) and doc comments compile under `deny(warnings)`; ui-tests/ui shows their effects.
     // SAFETY: the symbol is `triple`, whose signature the declaration repeats.
     let exported = unsafe { exported_triple(5) };
     assert_eq!(exported, 15);

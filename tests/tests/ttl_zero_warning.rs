@@ -1,5 +1,5 @@
 //! A `ttl` that is zero at run time (a `Duration` expression the macro cannot read; a literal
-//! zero is a compile error, see `tests/ui/ttl-zero*.rs`) is logged once per function with
+//! zero is a compile error, see `ui-tests/ui/ttl-zero*.rs`) is logged once per function with
 //! `tracing::warn!`, when its cache is built.
 
 use std::sync::{Arc, Mutex};

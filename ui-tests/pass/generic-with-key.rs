@@ -34,7 +34,10 @@ impl<T: Send> Holder<T> {
 
 fn main() {
     assert_eq!(show(1u8), "1");
-    assert_eq!(show::key(1u8).to_string(), concat!(module_path!(), "::show:v0:u8:1"));
+    assert_eq!(
+        show::key(1u8).to_string(),
+        concat!(module_path!(), "::show:v0:u8:1")
+    );
     assert_eq!(pair(1, "b"), "1b");
     let _ = pair::key(1, 'c');
     let holder = Holder::<String> {

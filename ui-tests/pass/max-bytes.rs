@@ -1,3 +1,6 @@
+//! `max_bytes` takes a literal, a constant or an expression, beside `local` and a policy.
+#![deny(warnings)]
+
 use cache_runtime::cached;
 
 const L1_BYTES: u64 = 64 << 20;
@@ -20,5 +23,8 @@ async fn expression(n: u32) -> u32 {
 fn main() {
     assert_eq!(literal(1), "1");
     assert_eq!(constant(2), vec![0, 1]);
-    let _ = expression(3);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    assert_eq!(runtime.block_on(expression(3)), 3);
 }

@@ -37,7 +37,10 @@ fn main() {
     assert_eq!(cards(&[1, 2]).len(), 2);
     let found = users(&[1, 2, 2]);
     assert_eq!(found.len(), 2);
-    assert_eq!(users::keys(&[1, 2]), vec![users::key_for(&1), users::key_for(&2)]);
+    assert_eq!(
+        users::keys(&[1, 2]),
+        vec![users::key_for(&1), users::key_for(&2)]
+    );
     assert_eq!(users::peek(&1).as_deref(), Some("user 1"));
     users::put(&3, "three".to_owned());
     assert_eq!(users(&[3])[&3], "three");

@@ -11,15 +11,24 @@ type Option = ();
 struct Rendered(String);
 
 fn card(user: u32) -> String {
-    cached_block!(name = "pass::card", ttl = 60, key = (user, "card"), value = String, {
-        format!("user {user}")
-    })
+    cached_block!(
+        name = "pass::card",
+        ttl = 60,
+        key = (user, "card"),
+        value = String,
+        { format!("user {user}") }
+    )
 }
 
 fn local(user: u32) -> Rendered {
-    cached_block!(name = "pass::local", local, capacity = 10, key = user, value = Rendered, {
-        Rendered(user.to_string())
-    })
+    cached_block!(
+        name = "pass::local",
+        local,
+        capacity = 10,
+        key = user,
+        value = Rendered,
+        { Rendered(user.to_string()) }
+    )
 }
 
 fn one() -> u8 {

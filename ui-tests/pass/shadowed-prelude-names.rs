@@ -22,7 +22,7 @@ fn square(n: u64) -> u64 {
 
 #[cached(ttl = 60)]
 fn checked_half(n: u64) -> ::core::result::Result<u64, &'static str> {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         Ok(n / 2)
     } else {
         Err("odd")

@@ -8,7 +8,7 @@ use cache_runtime::cached;
 fn parity(n: u64) -> bool {
     #![allow(unused_variables)]
     let unused = 1;
-    n % 2 == 0
+    n.is_multiple_of(2)
 }
 
 #[cached(ttl = 60)]

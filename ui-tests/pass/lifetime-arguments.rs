@@ -37,5 +37,8 @@ fn main() {
     assert_eq!(token(3).0, 3);
     assert_eq!(find(0), None);
     assert_eq!(lookup(2), Ok(Some(2)));
-    let _ = price(1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    assert_eq!(runtime.block_on(price(1)).expect("no error"), 1);
 }
