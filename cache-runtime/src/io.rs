@@ -14,15 +14,19 @@
 
 use std::future::Future;
 use std::pin::pin;
+#[cfg(feature = "runtime")]
 use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+#[cfg(feature = "runtime")]
 use tokio::runtime::Handle;
 
 use crate::flight::Waiter;
 use crate::store::{Budget, Failure, Op, Reply, SharedStore};
-use crate::sync::{off_the_runtime, warn_once};
+use crate::sync::off_the_runtime;
+#[cfg(feature = "runtime")]
+use crate::sync::warn_once;
 
 /// How the read path sends store requests, waits for a leader, and sleeps.
 pub(crate) trait Io {
@@ -61,6 +65,7 @@ impl Io for Blocking {
     }
 }
 
+#[cfg(feature = "runtime")]
 static NO_RUNTIME: AtomicBool = AtomicBool::new(false);
 
 impl Io for NonBlocking {
@@ -70,6 +75,9 @@ impl Io for NonBlocking {
         op: Op<'_>,
         budget: &Budget,
     ) -> Result<Reply, Failure> {
+        // Without the feature there is no Redis store: the disk and in-process stores need
+        // no runtime to answer.
+        #[cfg(feature = "runtime")]
         if Handle::try_current().is_err() {
             warn_once(
                 &NO_RUNTIME,
@@ -87,7 +95,73 @@ impl Io for NonBlocking {
     }
 
     async fn sleep(&self, duration: Duration) {
+        #[cfg(feature = "runtime")]
         tokio::time::sleep(duration).await;
+        #[cfg(not(feature = "runtime"))]
+        thread_timer::Sleep::new(duration).await;
+    }
+}
+
+/// Without tokio's timers (feature `runtime` off), an async wait between lock attempts sleeps
+/// on a thread of its own, which wakes the task when the time is up; such waits happen only
+/// while another caller holds a function's lock, so a thread each costs nothing that matters.
+#[cfg(not(feature = "runtime"))]
+mod thread_timer {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    use crate::sync::lock;
+
+    /// Whether the time is up, and the task to wake then.
+    #[derive(Default)]
+    struct Alarm {
+        rung: bool,
+        waker: Option<Waker>,
+    }
+
+    /// A future ready `duration` after its first poll.
+    pub(super) struct Sleep {
+        duration: Duration,
+        alarm: Option<Arc<Mutex<Alarm>>>,
+    }
+
+    impl Sleep {
+        pub(super) fn new(duration: Duration) -> Self {
+            Sleep {
+                duration,
+                alarm: None,
+            }
+        }
+    }
+
+    impl Future for Sleep {
+        type Output = ();
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let duration = self.duration;
+            let alarm = self.alarm.get_or_insert_with(|| {
+                let alarm = Arc::new(Mutex::new(Alarm::default()));
+                let ringer = alarm.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(duration);
+                    let mut alarm = lock(&ringer);
+                    alarm.rung = true;
+                    if let Some(waker) = alarm.waker.take() {
+                        waker.wake();
+                    }
+                });
+                alarm
+            });
+            let mut alarm = lock(alarm);
+            if alarm.rung {
+                return Poll::Ready(());
+            }
+            alarm.waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
     }
 }
 

@@ -37,6 +37,7 @@ use crate::scope::{self, Preloaded};
 use crate::stats::{Counters, Stats};
 use crate::store::local::{Bound, Entry, LocalStore, Policy, SizeFn};
 use crate::store::{Budget, Failure, Op, Reply, SharedStore};
+use crate::sync::background;
 
 mod batch;
 mod shortcut;
@@ -491,8 +492,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             }
             Step::Compute(work) => work,
         };
-        let runtime = tokio::runtime::Handle::try_current();
-        let (Some(value), Ok(runtime)) = (work.servable.take(), runtime) else {
+        let (Some(value), Some(runtime)) = (work.servable.take(), background()) else {
             let out = self.compute(&NonBlocking, &call, work, body).await;
             call.trace.finish(call.budget.on_store());
             return out;
