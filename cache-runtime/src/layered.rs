@@ -117,6 +117,8 @@ pub struct CachedFn<V> {
     /// The identity preload scopes know this cache by, when it is not its address: a
     /// `cached_block!` is known by its name's owner (see `block`).
     alias: std::sync::OnceLock<usize>,
+    /// The name as its histograms' label.
+    label: trace::Label,
 }
 
 /// A lifetime decided by the value itself; `None` keeps the function's `ttl`.
@@ -259,6 +261,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// A function's cache; `remote` is `None` for `local` functions.
     pub fn new(settings: Settings, remote: Option<RemoteCodec<V>>) -> Self {
         CachedFn {
+            label: trace::Label::new(&settings.name),
             l1: LocalStore::new(
                 Bound::Entries(settings.capacity),
                 settings.idle,
@@ -535,6 +538,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         self.list();
         // A value to hand out while another caller refreshes it.
         let mut servable = None;
+        let landed = self.flights.landed(call.probe.hash);
         if let Some(entry) = self.l1.get(call.args) {
             let verdict = match entry.verdict() {
                 // Picked on this very entry; a newer one (another caller's refresh) stands.
@@ -605,7 +609,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     }
                 }
             };
-            if servable.is_none() && !call.force_refresh {
+            // A leader that landed since this caller looked in L1 may have put the value there.
+            if servable.is_none()
+                && !call.force_refresh
+                && self.flights.landed(call.probe.hash) != landed
+            {
                 if let Some(value) = self.fresh_in_l1(call) {
                     call.trace.ended(Ending::Joined);
                     return Step::Answer(value);
@@ -668,7 +676,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         call.trace.begin(&self.settings.name);
         let started = Instant::now();
         let out = body.await;
-        call.trace.computed(&self.settings.name, started.elapsed());
+        call.trace.computed(&self.label, started.elapsed());
         call.trace.ended(match out.cacheable() {
             Some(_) => Ending::Computed,
             None => Ending::Uncacheable,
@@ -1122,7 +1130,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             // The store was asked: its latency, for the trace and the histogram.
             let took = started.elapsed();
             budget.took(took);
-            trace::store_took(&self.settings.name, remote.store.kind(), op.name(), took);
+            trace::store_took(&self.label, remote.store.kind(), op.name(), took);
         }
         match result {
             Ok(reply) => Some(reply),

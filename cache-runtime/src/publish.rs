@@ -11,11 +11,14 @@
 //! argument.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+use ::metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, Key, Label, Level,
+    Metadata, Unit,
+};
 
 use crate::registry::{functions, FunctionInfo};
 
@@ -132,20 +135,84 @@ fn describe() {
     );
 }
 
-/// Records one run of `cache`'s body.
-pub(crate) fn compute_time(cache: &str, elapsed: Duration) {
-    ::metrics::histogram!(COMPUTE_SECONDS, "cache" => cache.to_owned()).record(elapsed);
+/// One function's histogram keys, each built at its first use and then reused: recording on
+/// the miss path builds no labels and allocates nothing.
+pub(crate) struct HistogramKeys {
+    name: Arc<str>,
+    compute: OnceLock<Key>,
+    /// Per kind of store request: the store's kind and the key (the kind is checked at each
+    /// use, as a later `Config` may put another store behind the function).
+    store: [OnceLock<(&'static str, Key)>; OPS.len()],
 }
 
-/// Records one request to `cache`'s shared store.
-pub(crate) fn store_time(cache: &str, store: &'static str, op: &'static str, elapsed: Duration) {
-    ::metrics::histogram!(
-        STORE_SECONDS,
-        "cache" => cache.to_owned(),
-        "store" => store,
-        "op" => op
-    )
-    .record(elapsed);
+/// The store requests, as `op` labels.
+const OPS: [&str; 8] = [
+    "get",
+    "get_many",
+    "set",
+    "set_many",
+    "delete",
+    "delete_prefix",
+    "lock",
+    "unlock",
+];
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+impl HistogramKeys {
+    pub(crate) fn new(name: &str) -> Self {
+        HistogramKeys {
+            name: name.into(),
+            compute: OnceLock::new(),
+            store: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    fn store_key(&self, store: &'static str, op: &'static str) -> Key {
+        Key::from_parts(
+            STORE_SECONDS,
+            vec![
+                Label::new("cache", self.name.clone()),
+                Label::new("store", store),
+                Label::new("op", op),
+            ],
+        )
+    }
+}
+
+fn record(key: &Key, elapsed: Duration) {
+    ::metrics::with_recorder(|recorder| recorder.register_histogram(key, &METADATA))
+        .record(elapsed);
+}
+
+/// Records one run of a function's body.
+pub(crate) fn compute_time(keys: &HistogramKeys, elapsed: Duration) {
+    let key = keys.compute.get_or_init(|| {
+        Key::from_parts(
+            COMPUTE_SECONDS,
+            vec![Label::new("cache", keys.name.clone())],
+        )
+    });
+    record(key, elapsed);
+}
+
+/// Records one request to a function's shared store.
+pub(crate) fn store_time(
+    keys: &HistogramKeys,
+    store: &'static str,
+    op: &'static str,
+    elapsed: Duration,
+) {
+    let Some(slot) = OPS.iter().position(|known| *known == op) else {
+        return record(&keys.store_key(store, op), elapsed);
+    };
+    let (kind, key) = keys.store[slot].get_or_init(|| (store, keys.store_key(store, op)));
+    if *kind == store {
+        record(key, elapsed);
+    } else {
+        record(&keys.store_key(store, op), elapsed);
+    }
 }
 
 /// The background thread of [`Config::metrics_every`](crate::Config::metrics_every).

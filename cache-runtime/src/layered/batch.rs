@@ -272,7 +272,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     },
                 };
                 let compute_time = started.elapsed();
-                super::trace::body_ran(&self.settings.name, compute_time);
+                super::trace::body_ran(&self.label, compute_time);
                 let mut writes = Vec::new();
                 let remote = shared.as_ref().map(|s| &s.remote);
                 let position: HashMap<&K, usize> = led

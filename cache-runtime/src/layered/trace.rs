@@ -130,7 +130,7 @@ impl Trace {
     }
 
     /// Counts time spent running the body, recorded in `cache_compute_seconds` too.
-    pub(super) fn computed(&self, cache: &str, elapsed: Duration) {
+    pub(super) fn computed(&self, cache: &Label, elapsed: Duration) {
         add(&self.compute_nanos, elapsed);
         body_ran(cache, elapsed);
     }
@@ -183,19 +183,37 @@ fn add(nanos: &AtomicU64, elapsed: Duration) {
     nanos.fetch_add(elapsed.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
 }
 
-/// Records one run of `cache`'s body in `cache_compute_seconds` (feature `metrics`).
-pub(super) fn body_ran(cache: &str, elapsed: Duration) {
+/// A function's name as the `cache` label of its histograms, with their keys built once
+/// (feature `metrics`; empty without it).
+pub(crate) struct Label {
     #[cfg(feature = "metrics")]
-    crate::publish::compute_time(cache, elapsed);
+    keys: crate::publish::HistogramKeys,
+}
+
+impl Label {
+    pub(crate) fn new(name: &str) -> Self {
+        #[cfg(not(feature = "metrics"))]
+        let _ = name;
+        Label {
+            #[cfg(feature = "metrics")]
+            keys: crate::publish::HistogramKeys::new(name),
+        }
+    }
+}
+
+/// Records one run of `cache`'s body in `cache_compute_seconds` (feature `metrics`).
+pub(super) fn body_ran(cache: &Label, elapsed: Duration) {
+    #[cfg(feature = "metrics")]
+    crate::publish::compute_time(&cache.keys, elapsed);
     #[cfg(not(feature = "metrics"))]
     let _ = (cache, elapsed);
 }
 
 /// Records one request to `cache`'s shared store in `cache_store_seconds` (feature
 /// `metrics`).
-pub(super) fn store_took(cache: &str, store: &'static str, op: &'static str, elapsed: Duration) {
+pub(super) fn store_took(cache: &Label, store: &'static str, op: &'static str, elapsed: Duration) {
     #[cfg(feature = "metrics")]
-    crate::publish::store_time(cache, store, op, elapsed);
+    crate::publish::store_time(&cache.keys, store, op, elapsed);
     #[cfg(not(feature = "metrics"))]
     let _ = (cache, store, op, elapsed);
 }
