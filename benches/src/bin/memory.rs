@@ -13,7 +13,9 @@
 //! - `ints`: one thread filling 1 000 000 `u64 -> u64` entries; reported per entry.
 //!
 //! Ours is an L1-only function (no store configured); the peer is `cached`'s bounded cache
-//! with a TTL (`max_size` + `ttl_secs`), the configuration closest to ours.
+//! with a TTL (`max_size` + `ttl_secs`), the configuration closest to ours. For the integer
+//! entries a raw moka cache (`u64 -> u64`, `max_capacity` + `time_to_live`) shows what the L1
+//! the design names costs by itself.
 
 use std::hint::black_box;
 use std::process::Command;
@@ -85,6 +87,20 @@ fn child(workload: &str, who: &str) {
                 }
             });
         }
+        _ if who == "moka" => {
+            let moka = moka::sync::Cache::builder()
+                .max_capacity(2_000_000)
+                .time_to_live(std::time::Duration::from_secs(600))
+                .build();
+            for n in 0..ENTRIES {
+                moka.insert(black_box(n), n.wrapping_mul(31));
+            }
+            moka.run_pending_tasks();
+            for n in 0..1_000 {
+                assert_eq!(moka.get(&n), Some(n.wrapping_mul(31)));
+            }
+            black_box(&moka);
+        }
         _ => {
             let call = if who == "ours" { ours_int } else { peer_int };
             let mut sum = 0u64;
@@ -148,11 +164,13 @@ fn main() {
     }
     println!("ints: {ENTRIES} u64 -> u64 entries, one thread");
     for round in 1..=3 {
-        let (ours, peer) = (run("ints", "ours"), run("ints", "peer"));
+        let (ours, peer, moka) = (run("ints", "ours"), run("ints", "peer"), run("ints", "moka"));
         println!(
-            "  round {round}: cache_runtime {} B/entry, cached {} B/entry, ratio {:.2}x",
+            "  round {round}: cache_runtime {} B/entry, cached {} B/entry, raw moka {} B/entry, \
+             ratio to cached {:.2}x",
             ours / ENTRIES,
             peer / ENTRIES,
+            moka / ENTRIES,
             ours as f64 / peer as f64
         );
     }
