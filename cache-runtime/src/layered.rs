@@ -352,7 +352,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         match mode {
             Mode::Refresh(_) => {
                 let call = self.forced_refresh(front, args, probe);
-                io::block_on(self.miss(&Blocking, call, async move { body() }))
+                self.blocking_miss(call, body)
             }
             _ => body(),
         }
@@ -406,6 +406,29 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         body: impl FnOnce() -> O,
     ) -> O {
         let call = self.call_site(front, args, probe, lookup);
+        self.blocking_miss(call, body)
+    }
+
+    /// A sync call's [`miss`](Self::miss), run to its end on this thread. The body is passed
+    /// on as a `dyn FnMut`, so that the miss path's code is shared by every function with the
+    /// same value and return types instead of being generated again for each body (most of
+    /// what `#[cached]` costs at compile time).
+    fn blocking_miss<O: Outcome<V>>(
+        &'static self,
+        call: Call<'_, V>,
+        body: impl FnOnce() -> O,
+    ) -> O {
+        let mut body = Some(body);
+        let mut run = move || (body.take().expect("a body runs once per call"))();
+        self.blocking_miss_shared(call, &mut run)
+    }
+
+    #[inline(never)]
+    fn blocking_miss_shared<O: Outcome<V>>(
+        &'static self,
+        call: Call<'_, V>,
+        body: &mut dyn FnMut() -> O,
+    ) -> O {
         io::block_on(self.miss(&Blocking, call, async move { body() }))
     }
 
@@ -665,6 +688,24 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         work: Work<V>,
         body: impl Future<Output = O>,
     ) -> O {
+        // A detached refresh's call is traced from here.
+        call.trace.begin(&self.settings.name);
+        let started = Instant::now();
+        let out = body.await;
+        self.computed(io, call, work, out, started).await
+    }
+
+    /// [`compute`](Self::compute) once the body returned `out`. A function of its own, not
+    /// generic over the body: every `#[cached]` function with the same value and return types
+    /// shares its code (compile time).
+    async fn computed<I: Io, O: Outcome<V>>(
+        &'static self,
+        io: &I,
+        call: &Call<'_, V>,
+        work: Work<V>,
+        out: O,
+        started: Instant,
+    ) -> O {
         let Work {
             leader,
             remote,
@@ -672,10 +713,6 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             replaces,
             ..
         } = work;
-        // A detached refresh's call is traced from here.
-        call.trace.begin(&self.settings.name);
-        let started = Instant::now();
-        let out = body.await;
         call.trace.computed(&self.label, started.elapsed());
         call.trace.ended(match out.cacheable() {
             Some(_) => Ending::Computed,

@@ -164,7 +164,11 @@ fn main() {
     }
     println!("ints: {ENTRIES} u64 -> u64 entries, one thread");
     for round in 1..=3 {
-        let (ours, peer, moka) = (run("ints", "ours"), run("ints", "peer"), run("ints", "moka"));
+        let (ours, peer, moka) = (
+            run("ints", "ours"),
+            run("ints", "peer"),
+            run("ints", "moka"),
+        );
         println!(
             "  round {round}: cache_runtime {} B/entry, cached {} B/entry, raw moka {} B/entry, \
              ratio to cached {:.2}x",
