@@ -25,6 +25,7 @@ use crate::clock;
 use crate::codec::{self, DecodeError, DefaultCodec, Header};
 use crate::coherence::{self, Change, Coherent, Stamps};
 use crate::config::{self, Installed};
+use crate::doorkeeper::Doorkeeper;
 use crate::flight::{self, Flights, Joined, Leader};
 use crate::freshness::{Lifetime, Verdict};
 use crate::front::{self, Epochs, Front, Lookup, Probe};
@@ -119,6 +120,8 @@ pub struct CachedFn<V> {
     alias: std::sync::OnceLock<usize>,
     /// The name as its histograms' label.
     label: trace::Label,
+    /// Which keys a full L1 admits from preload scopes (see `doorkeeper`).
+    doorkeeper: Doorkeeper,
 }
 
 /// A lifetime decided by the value itself; `None` keeps the function's `ttl`.
@@ -280,6 +283,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             listed: AtomicBool::new(false),
             value_ttl: None,
             alias: std::sync::OnceLock::new(),
+            doorkeeper: Doorkeeper::new(),
         }
     }
 
@@ -831,6 +835,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             return Preloaded::Unknown;
         }
         let found = scope::serve(self.id(), call.epoch, call.args, |bytes, asked_at| {
+            // A full L1 takes a scope's value only on its key's second sighting (see
+            // `doorkeeper`); the value is served either way.
+            if self.l1.is_full() && !self.doorkeeper.seen_before(call.probe.hash) {
+                return self.decode_unkept(bytes, asked_at);
+            }
             self.decode_into_l1(call, bytes, asked_at)
         });
         if let Preloaded::Served(Backfill::Fresh(_)) = found {
@@ -974,22 +983,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         bytes: &[u8],
         asked_at: u64,
     ) -> Backfill<V> {
-        let Some(remote) = self.remote.as_ref() else {
-            return Backfill::Undecodable;
+        let entry = match self.decode_entry(bytes, asked_at) {
+            Ok(entry) => entry.encoded(bytes.len(), call.args),
+            Err(undecodable) => return undecodable,
         };
-        let (value, header) = match (remote.decode)(bytes) {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                tracing::debug!(name = %self.settings.name, %error, "treating an undecodable value as a miss");
-                Counters::add(&self.counters.decode_errors);
-                return Backfill::Undecodable;
-            }
-        };
-        let fresh_for = header
-            .expires_at_ms
-            .map(|at| Duration::from_millis(at.saturating_sub(clock::unix_millis())));
-        let times = self.settings.lifetime.times(fresh_for, header.compute_time);
-        let entry = Entry::new(value, &times, asked_at).encoded(bytes.len(), call.args);
         if clock::expired(entry.keep_until) {
             if !clock::expired(entry.fallback_until) {
                 // Not servable, but kept to stand in for a failing body (`stale_if_error`).
@@ -999,6 +996,43 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         }
         if self.keep(call, entry.clone()) {
             tracing::trace!(parent: &call.trace.span(), "filled L1 from stored bytes");
+        }
+        match entry.verdict() {
+            Verdict::Fresh => Backfill::Fresh(entry.value),
+            _ => Backfill::Servable(entry.value),
+        }
+    }
+
+    /// Decodes stored bytes into the entry they describe; an undecodable value is counted,
+    /// logged and answered as [`Backfill::Undecodable`].
+    fn decode_entry(&self, bytes: &[u8], asked_at: u64) -> Result<Entry<V>, Backfill<V>> {
+        let Some(remote) = self.remote.as_ref() else {
+            return Err(Backfill::Undecodable);
+        };
+        let (value, header) = match (remote.decode)(bytes) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                tracing::debug!(name = %self.settings.name, %error, "treating an undecodable value as a miss");
+                Counters::add(&self.counters.decode_errors);
+                return Err(Backfill::Undecodable);
+            }
+        };
+        let fresh_for = header
+            .expires_at_ms
+            .map(|at| Duration::from_millis(at.saturating_sub(clock::unix_millis())));
+        let times = self.settings.lifetime.times(fresh_for, header.compute_time);
+        Ok(Entry::new(value, &times, asked_at))
+    }
+
+    /// [`decode_into_l1`](Self::decode_into_l1) for a value L1 does not take (see
+    /// `doorkeeper`): the same answer, nothing kept.
+    fn decode_unkept(&self, bytes: &[u8], asked_at: u64) -> Backfill<V> {
+        let entry = match self.decode_entry(bytes, asked_at) {
+            Ok(entry) => entry,
+            Err(undecodable) => return undecodable,
+        };
+        if clock::expired(entry.keep_until) {
+            return Backfill::Expired;
         }
         match entry.verdict() {
             Verdict::Fresh => Backfill::Fresh(entry.value),

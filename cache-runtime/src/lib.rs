@@ -46,6 +46,7 @@ mod clock;
 pub mod codec;
 mod coherence;
 mod config;
+mod doorkeeper;
 mod error;
 mod flight;
 mod freshness;

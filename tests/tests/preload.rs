@@ -586,3 +586,57 @@ fn the_preload_macro_runs_an_expression_in_a_scope() {
     assert_eq!(by_macro::stats().scope_hits, 1);
     assert_eq!(BY_MACRO_RUNS.load(SeqCst), 0);
 }
+
+told_apart!(
+    admitted,
+    write_admitted,
+    ADMITTED_RUNS,
+    "preload::admitted",
+    capacity = 10,
+    policy = "lru"
+);
+
+/// Lets moka apply its pending writes, so that L1 knows how full it is.
+fn settle() {
+    let _ = cache_runtime::functions();
+}
+
+#[test]
+fn a_full_l1_takes_a_scopes_value_on_its_second_sighting() {
+    // L1 has room for 10 and holds 10; Redis also holds 100 and 101. (LRU: moka admits every
+    // insert, so what L1 keeps is the doorkeeper's choice alone.)
+    let (_guard, server) = redis_holding("admitted", [100, 101], write_admitted);
+    for n in 0..10 {
+        admitted(n);
+    }
+    settle();
+    server.reset_stats();
+
+    // 100 is seen once by a scope: served from it, not kept in the full L1.
+    assert_eq!(
+        preload([admitted::key(100)], || admitted(100)),
+        "stored 100"
+    );
+    // 101 is seen twice: kept the second time.
+    assert_eq!(
+        preload([admitted::key(101)], || admitted(101)),
+        "stored 101"
+    );
+    settle();
+    assert_eq!(
+        preload([admitted::key(101)], || admitted(101)),
+        "stored 101"
+    );
+    settle();
+    assert_eq!(mget_and_get(&server), (3, 0));
+
+    assert_eq!(admitted(101), "stored 101");
+    assert_eq!(mget_and_get(&server), (3, 0), "101 was in L1");
+    assert_eq!(admitted(100), "stored 100");
+    assert_eq!(mget_and_get(&server), (3, 1), "100 was not: one GET");
+    assert_eq!(
+        ADMITTED_RUNS.load(SeqCst),
+        10,
+        "only the first ten computed"
+    );
+}

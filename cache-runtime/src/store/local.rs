@@ -170,6 +170,15 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
         }
     }
 
+    /// Whether L1 is at its bound (as moka last counted: cheap, and approximate while moka
+    /// has writes pending).
+    pub(crate) fn is_full(&self) -> bool {
+        self.cache
+            .policy()
+            .max_capacity()
+            .is_some_and(|bound| self.cache.weighted_size() >= bound)
+    }
+
     pub(crate) fn insert(&self, args: &str, mut entry: Entry<V>) {
         if let (Some(size), 0) = (self.size, entry.weight) {
             entry.weight = weight(size(&entry.value), args);
