@@ -1,9 +1,10 @@
 //! The per-thread front table: the first thing a call looks at.
 //!
 //! Each `#[cached]` function has, on each thread that calls it, a small set-associative table
-//! of recently hit entries. A hit there touches no lock and no shared cache line: one
-//! thread-local access, a hash of the encoded arguments, a string compare, an epoch check and
-//! an expiry check. It stays exact:
+//! of recently hit entries. A hit there takes no lock and writes no shared cache line (but
+//! what copying the value writes, such as an `Arc`'s count): one thread-local access, a hash
+//! of the encoded arguments, a string compare, an epoch check, an expiry check and a copy of
+//! the value. It stays exact:
 //!
 //! - **TTL**: each slot keeps its entry's deadline and is checked with [`clock::expired`],
 //!   which never serves an entry after its deadline.
@@ -15,6 +16,10 @@
 //!   replaced. A slot is always stamped with the count read *before* the L1 lookup that filled
 //!   it, so a concurrent invalidation or refresh can never leave a stale slot looking current.
 //!   A refresh flushes only the slots of keys sharing its counter (one in [`STRIPES`]).
+//!
+//! A slot shares its value with the L1 entry it was filled from (an `Arc`): however many
+//! threads hold a key, the process holds one copy of its value, and a hit copies it out for
+//! its caller (one pointer more to follow than a value kept in the slot).
 //!
 //! The table starts at 16 slots and doubles each time it has been refilled a quarter of its
 //! size over, up to a bound
@@ -40,7 +45,8 @@ struct Slot<V> {
     len: usize,
     /// The whole key, kept only when it is longer than `head`.
     long: Option<Box<str>>,
-    value: V,
+    /// Shared with the L1 entry the slot was filled from: no thread holds a copy of its own.
+    value: Arc<V>,
     deadline: u64,
     delta_beta: u64,
     epoch: u64,
@@ -59,7 +65,8 @@ pub(crate) enum Lookup<V> {
 
 /// What a slot is filled with.
 pub(crate) struct Fill<V> {
-    pub(crate) value: V,
+    /// The L1 entry's value (a reference counted, not a copy).
+    pub(crate) value: Arc<V>,
     /// Freshness deadline of the entry the value came from.
     pub(crate) deadline: u64,
     /// Δ·β of early refresh (0 = off): a caller picked to refresh early falls through to L1.
@@ -161,7 +168,7 @@ impl<V: Clone> Front<V> {
                         if let Some((cell, _)) = &table.hits {
                             cell.bump();
                         }
-                        Lookup::Hit(slot.value.clone())
+                        Lookup::Hit(V::clone(&slot.value))
                     }
                     Verdict::Refresh => Lookup::PickedForRefresh(slot.deadline),
                     Verdict::Gone => Lookup::Miss,
@@ -447,7 +454,7 @@ mod tests {
         let counters: &'static Counters = Box::leak(Box::default());
         let front = Front::<u64>::new();
         let fill = Fill {
-            value: 7,
+            value: Arc::new(7),
             deadline: u64::MAX,
             delta_beta: 0,
             epoch: 0,

@@ -578,7 +578,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             };
             match verdict {
                 Verdict::Fresh => return Step::Answer(self.l1_served(call, entry)),
-                Verdict::Refresh => servable = Some(entry.value),
+                Verdict::Refresh => servable = Some(entry.into_value()),
                 Verdict::Gone => {}
             }
         }
@@ -757,7 +757,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         remote: Option<&Remote>,
     ) -> Option<V> {
         if let Some(entry) = self.l1.get_kept(call.args) {
-            return Some(entry.value);
+            return Some(entry.into_value());
         }
         let remote = remote?;
         let Reply::Value(Some(bytes)) = self
@@ -769,7 +769,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         match self.decode_into_l1(call, &bytes, call.born()) {
             Backfill::Fresh(value) | Backfill::Servable(value) => Some(value),
             Backfill::Expired | Backfill::Undecodable => {
-                self.l1.get_kept(call.args).map(|entry| entry.value)
+                self.l1.get_kept(call.args).map(Entry::into_value)
             }
         }
     }
@@ -783,10 +783,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         value
     }
 
-    /// Serves an L1 entry: counts the hit and copies it into this thread's front table.
+    /// Serves an L1 entry: counts the hit and shares its value with this thread's front table.
     fn l1_served(&'static self, call: &Call<'_, V>, entry: Entry<V>) -> V {
         self.fill_front(call, &entry);
-        self.count_hit(entry.value)
+        self.count_hit(entry.into_value())
     }
 
     fn count_hit(&self, value: V) -> V {
@@ -804,7 +804,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// early refresh).
     fn servable_in_l1(&self, call: &Call<'_, V>) -> Option<V> {
         let entry = self.l1.get(call.args)?;
-        (entry.verdict() != Verdict::Gone).then_some(entry.value)
+        (entry.verdict() != Verdict::Gone).then(|| entry.into_value())
     }
 
     fn fill_front(&'static self, call: &Call<'_, V>, entry: &Entry<V>) {
@@ -998,8 +998,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             tracing::trace!(parent: &call.trace.span(), "filled L1 from stored bytes");
         }
         match entry.verdict() {
-            Verdict::Fresh => Backfill::Fresh(entry.value),
-            _ => Backfill::Servable(entry.value),
+            Verdict::Fresh => Backfill::Fresh(entry.into_value()),
+            _ => Backfill::Servable(entry.into_value()),
         }
     }
 
@@ -1035,8 +1035,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             return Backfill::Expired;
         }
         match entry.verdict() {
-            Verdict::Fresh => Backfill::Fresh(entry.value),
-            _ => Backfill::Servable(entry.value),
+            Verdict::Fresh => Backfill::Fresh(entry.into_value()),
+            _ => Backfill::Servable(entry.into_value()),
         }
     }
 
@@ -1310,7 +1310,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let call = self.companion_call(args);
         if let Some(entry) = self.l1.get(call.args) {
             if entry.verdict() != Verdict::Gone {
-                return Some(entry.value);
+                return Some(entry.into_value());
             }
         }
         let remote = self.remote_for(&call, true)?;

@@ -173,7 +173,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                         found.push((id.clone(), self.l1_served(&call, entry)));
                         continue;
                     }
-                    Verdict::Refresh => servable = Some(entry.value),
+                    Verdict::Refresh => servable = Some(entry.into_value()),
                     Verdict::Gone => {}
                 }
             }
@@ -352,7 +352,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             let value = element
                 .servable
                 .take()
-                .or_else(|| self.l1.get_kept(element.call.args).map(|e| e.value))?;
+                .or_else(|| self.l1.get_kept(element.call.args).map(Entry::into_value))?;
             kept.push((element.id.clone(), value));
         }
         for _ in &kept {

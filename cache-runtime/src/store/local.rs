@@ -1,5 +1,6 @@
 //! L1: a moka cache of typed values, one per `#[cached]` function.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::policy::EvictionPolicy;
@@ -25,7 +26,10 @@ pub enum Policy {
 /// A value in L1 with what the read path needs to know about it.
 #[derive(Clone)]
 pub(crate) struct Entry<V> {
-    pub(crate) value: V,
+    /// The one copy of the value, shared with the front-table slots filled from this entry:
+    /// cloning the entry (moka's `get` does) or filling a slot counts a reference, and only
+    /// an answer handed to a caller copies `V` (see [`Entry::into_value`]).
+    pub(crate) value: Arc<V>,
     /// Monotonic deadline of freshness ([`clock::now`] nanoseconds); `u64::MAX` = never.
     pub(crate) deadline: u64,
     /// Kept (and servable while refreshing) until then: the deadline plus the stale window.
@@ -45,7 +49,7 @@ pub(crate) struct Entry<V> {
 impl<V> Entry<V> {
     pub(crate) fn new(value: V, times: &Times, born: u64) -> Self {
         Entry {
-            value,
+            value: Arc::new(value),
             deadline: times.deadline,
             keep_until: times.keep_until,
             delta_beta: times.delta_beta,
@@ -60,6 +64,14 @@ impl<V> Entry<V> {
     pub(crate) fn encoded(mut self, encoded_len: usize, args: &str) -> Self {
         self.weight = weight(encoded_len, args);
         self
+    }
+
+    /// The value, for a caller: moved out if nothing else holds it, else copied.
+    pub(crate) fn into_value(self) -> V
+    where
+        V: Clone,
+    {
+        Arc::unwrap_or_clone(self.value)
     }
 
     /// When moka may drop it: once it can neither be served nor stand in for a failure.
