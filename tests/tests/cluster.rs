@@ -613,7 +613,11 @@ fn calls_during_a_resharding_get_correct_values() {
         .unwrap();
     assert_eq!(moved_after, moved_before + 600, "slots moved");
     let (moved, ask) = (cluster.errors("MOVED"), cluster.errors("ASK"));
-    eprintln!("{rounds} rounds of 2000 calls; the nodes answered MOVED {moved}, ASK {ask} times");
+    let again = cluster.errors("TRYAGAIN");
+    eprintln!(
+        "{rounds} rounds of 2000 calls; the nodes answered MOVED {moved}, ASK {ask}, TRYAGAIN \
+         {again} times"
+    );
     assert_eq!(resharded_async::stats().l2_errors, 0);
     assert!(moved + ask > 0, "calls ran while slots moved");
     // `MOVED` and `ASK` were followed: no call failed over to computing, none missed.

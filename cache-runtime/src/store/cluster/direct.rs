@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, ConnectionInfo, RedisError, RedisResult, Value};
 
@@ -114,7 +114,7 @@ impl Direct {
     fn request_slot(&self, slot: u16, request: &Request, deadline: Instant) -> RedisResult<Value> {
         let mut target = self.master(slot, deadline)?;
         let mut asking = false;
-        for _ in 0..=REDIRECTS {
+        for attempt in 0..=REDIRECTS {
             let answer = if asking {
                 let mut pipe = redis::pipe();
                 pipe.cmd("ASKING").ignore();
@@ -154,6 +154,18 @@ impl Direct {
                 Err(e) if e.code() == Some("ASK") => {
                     target = redirect(&e)?;
                     asking = true;
+                }
+                // A multi-key request (MGET) while its slot migrates, its keys split between
+                // the two nodes: Redis asks to try again shortly. Pause (2 ms, doubling),
+                // within the deadline, and start again from the slot's master.
+                Err(e) if e.code() == Some("TRYAGAIN") => {
+                    let pause = Duration::from_millis(2 << attempt);
+                    if Instant::now() + pause >= deadline {
+                        return Err(e);
+                    }
+                    std::thread::sleep(pause);
+                    target = self.master(slot, deadline)?;
+                    asking = false;
                 }
                 other => return other,
             }
