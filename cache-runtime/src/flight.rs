@@ -101,7 +101,7 @@ impl Flights {
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
         let mut map = lock(&self.flights.shards[self.shard]);
-        if let Ok(entry) = map.find_entry(self.hash, |(_, key, _)| *key == self.args) {
+        if let Ok(entry) = map.find_entry(self.hash, |(_, key, _)| Arc::ptr_eq(key, &self.args)) {
             entry.remove();
         }
         self.flights.landed[self.shard].fetch_add(1, Ordering::Release);

@@ -837,10 +837,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let found = scope::serve(self.id(), call.epoch, call.args, |bytes, asked_at| {
             // A full L1 takes a scope's value only on its key's second sighting (see
             // `doorkeeper`); the value is served either way.
-            if self.l1.is_full() && !self.doorkeeper.seen_before(call.probe.hash) {
-                return self.decode_unkept(bytes, asked_at);
-            }
-            self.decode_into_l1(call, bytes, asked_at)
+            let keep = !self.l1.is_full() || self.doorkeeper.seen_before(call.probe.hash);
+            self.decode(call, bytes, asked_at, keep)
         });
         if let Preloaded::Served(Backfill::Fresh(_)) = found {
             Counters::add(&self.counters.scope_hits);
@@ -983,56 +981,43 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         bytes: &[u8],
         asked_at: u64,
     ) -> Backfill<V> {
-        let entry = match self.decode_entry(bytes, asked_at) {
-            Ok(entry) => entry.encoded(bytes.len(), call.args),
-            Err(undecodable) => return undecodable,
-        };
-        if clock::expired(entry.keep_until) {
-            if !clock::expired(entry.fallback_until) {
-                // Not servable, but kept to stand in for a failing body (`stale_if_error`).
-                self.l1.insert(call.args, entry);
-            }
-            return Backfill::Expired;
-        }
-        if self.keep(call, entry.clone()) {
-            tracing::trace!(parent: &call.trace.span(), "filled L1 from stored bytes");
-        }
-        match entry.verdict() {
-            Verdict::Fresh => Backfill::Fresh(entry.into_value()),
-            _ => Backfill::Servable(entry.into_value()),
-        }
+        self.decode(call, bytes, asked_at, true)
     }
 
-    /// Decodes stored bytes into the entry they describe; an undecodable value is counted,
-    /// logged and answered as [`Backfill::Undecodable`].
-    fn decode_entry(&self, bytes: &[u8], asked_at: u64) -> Result<Entry<V>, Backfill<V>> {
+    /// [`decode_into_l1`](Self::decode_into_l1), or with `keep` false the same answer with
+    /// nothing kept in L1 (a value the doorkeeper turned away).
+    fn decode(
+        &'static self,
+        call: &Call<'_, V>,
+        bytes: &[u8],
+        asked_at: u64,
+        keep: bool,
+    ) -> Backfill<V> {
         let Some(remote) = self.remote.as_ref() else {
-            return Err(Backfill::Undecodable);
+            return Backfill::Undecodable;
         };
         let (value, header) = match (remote.decode)(bytes) {
             Ok(decoded) => decoded,
             Err(error) => {
                 tracing::debug!(name = %self.settings.name, %error, "treating an undecodable value as a miss");
                 Counters::add(&self.counters.decode_errors);
-                return Err(Backfill::Undecodable);
+                return Backfill::Undecodable;
             }
         };
         let fresh_for = header
             .expires_at_ms
             .map(|at| Duration::from_millis(at.saturating_sub(clock::unix_millis())));
         let times = self.settings.lifetime.times(fresh_for, header.compute_time);
-        Ok(Entry::new(value, &times, asked_at))
-    }
-
-    /// [`decode_into_l1`](Self::decode_into_l1) for a value L1 does not take (see
-    /// `doorkeeper`): the same answer, nothing kept.
-    fn decode_unkept(&self, bytes: &[u8], asked_at: u64) -> Backfill<V> {
-        let entry = match self.decode_entry(bytes, asked_at) {
-            Ok(entry) => entry,
-            Err(undecodable) => return undecodable,
-        };
+        let entry = Entry::new(value, &times, asked_at).encoded(bytes.len(), call.args);
         if clock::expired(entry.keep_until) {
+            if keep && !clock::expired(entry.fallback_until) {
+                // Not servable, but kept to stand in for a failing body (`stale_if_error`).
+                self.l1.insert(call.args, entry);
+            }
             return Backfill::Expired;
+        }
+        if keep && self.keep(call, entry.clone()) {
+            tracing::trace!(parent: &call.trace.span(), "filled L1 from stored bytes");
         }
         match entry.verdict() {
             Verdict::Fresh => Backfill::Fresh(entry.into_value()),
@@ -1201,7 +1186,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             // The store was asked: its latency, for the trace and the histogram.
             let took = started.elapsed();
             budget.took(took);
-            trace::store_took(&self.label, remote.store.kind(), op.name(), took);
+            trace::store_took(&self.label, remote.store.kind(), &op, took);
         }
         match result {
             Ok(reply) => Some(reply),

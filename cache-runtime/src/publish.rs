@@ -21,6 +21,7 @@ use ::metrics::{
 };
 
 use crate::registry::{functions, FunctionInfo};
+use crate::store::OP_NAMES;
 
 const HITS: &str = "cache_hits_total";
 const MISSES: &str = "cache_misses_total";
@@ -142,20 +143,8 @@ pub(crate) struct HistogramKeys {
     compute: OnceLock<Key>,
     /// Per kind of store request: the store's kind and the key (the kind is checked at each
     /// use, as a later `Config` may put another store behind the function).
-    store: [OnceLock<(&'static str, Key)>; OPS.len()],
+    store: [OnceLock<(&'static str, Key)>; OP_NAMES.len()],
 }
-
-/// The store requests, as `op` labels.
-const OPS: [&str; 8] = [
-    "get",
-    "get_many",
-    "set",
-    "set_many",
-    "delete",
-    "delete_prefix",
-    "lock",
-    "unlock",
-];
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
@@ -169,13 +158,13 @@ impl HistogramKeys {
         }
     }
 
-    fn store_key(&self, store: &'static str, op: &'static str) -> Key {
+    fn store_key(&self, store: &'static str, op: usize) -> Key {
         Key::from_parts(
             STORE_SECONDS,
             vec![
                 Label::new("cache", self.name.clone()),
                 Label::new("store", store),
-                Label::new("op", op),
+                Label::new("op", OP_NAMES[op]),
             ],
         )
     }
@@ -197,17 +186,9 @@ pub(crate) fn compute_time(keys: &HistogramKeys, elapsed: Duration) {
     record(key, elapsed);
 }
 
-/// Records one request to a function's shared store.
-pub(crate) fn store_time(
-    keys: &HistogramKeys,
-    store: &'static str,
-    op: &'static str,
-    elapsed: Duration,
-) {
-    let Some(slot) = OPS.iter().position(|known| *known == op) else {
-        return record(&keys.store_key(store, op), elapsed);
-    };
-    let (kind, key) = keys.store[slot].get_or_init(|| (store, keys.store_key(store, op)));
+/// Records one request to a function's shared store; `op` is the request's `Op::index`.
+pub(crate) fn store_time(keys: &HistogramKeys, store: &'static str, op: usize, elapsed: Duration) {
+    let (kind, key) = keys.store[op].get_or_init(|| (store, keys.store_key(store, op)));
     if *kind == store {
         record(key, elapsed);
     } else {

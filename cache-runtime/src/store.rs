@@ -66,22 +66,39 @@ pub(crate) enum Op<'a> {
 }
 
 impl Op<'_> {
-    /// The operation's name, for logs.
+    /// The operation's name, for logs and metric labels.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn name(&self) -> &'static str {
+        OP_NAMES[self.index()]
+    }
+
+    /// The operation's place in [`OP_NAMES`] (an announced one's is its operation's).
+    pub(crate) fn index(&self) -> usize {
         match self {
-            Op::Get(_) => "get",
-            Op::GetMany(_) => "get_many",
-            Op::Set { .. } => "set",
-            Op::SetMany(_) => "set_many",
-            Op::Delete(_) => "delete",
-            Op::DeletePrefix(_) => "delete_prefix",
-            Op::Lock { .. } => "lock",
-            Op::Unlock { .. } => "unlock",
-            Op::Announced { op, .. } => op.name(),
+            Op::Get(_) => 0,
+            Op::GetMany(_) => 1,
+            Op::Set { .. } => 2,
+            Op::SetMany(_) => 3,
+            Op::Delete(_) => 4,
+            Op::DeletePrefix(_) => 5,
+            Op::Lock { .. } => 6,
+            Op::Unlock { .. } => 7,
+            Op::Announced { op, .. } => op.index(),
         }
     }
 }
+
+/// The names of the kinds of [`Op`], by [`Op::index`].
+pub(crate) const OP_NAMES: [&str; 8] = [
+    "get",
+    "get_many",
+    "set",
+    "set_many",
+    "delete",
+    "delete_prefix",
+    "lock",
+    "unlock",
+];
 
 /// One value of an [`Op::SetMany`]: what [`Op::Set`] carries.
 #[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use tracing::field::Empty;
 use tracing::Span;
 
+use crate::store::Op;
+
 /// A layer or step a miss went through, for the span's `layers` field.
 #[derive(Clone, Copy)]
 pub(super) enum Asked {
@@ -211,9 +213,9 @@ pub(super) fn body_ran(cache: &Label, elapsed: Duration) {
 
 /// Records one request to `cache`'s shared store in `cache_store_seconds` (feature
 /// `metrics`).
-pub(super) fn store_took(cache: &Label, store: &'static str, op: &'static str, elapsed: Duration) {
+pub(super) fn store_took(cache: &Label, store: &'static str, op: &Op<'_>, elapsed: Duration) {
     #[cfg(feature = "metrics")]
-    crate::publish::store_time(&cache.keys, store, op, elapsed);
+    crate::publish::store_time(&cache.keys, store, op.index(), elapsed);
     #[cfg(not(feature = "metrics"))]
     let _ = (cache, store, op, elapsed);
 }
