@@ -4,6 +4,7 @@
 //! no span and logs nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::time::Duration;
 
 use cache_runtime::{cached, Config};
 use integration_tests::logs::{CapturedSpan, Logs};
@@ -82,6 +83,54 @@ fn a_miss_opens_one_span_with_its_outcome_and_a_hit_logs_nothing() {
             .iter()
             .any(|l| l.contains("found in the shared store")),
         "{miss:#?}"
+    );
+    assert!(
+        miss.events
+            .iter()
+            .any(|l| l.contains("filled L1 from stored bytes")),
+        "the fill is an event of the miss: {miss:#?}"
+    );
+    Config::uninstall();
+}
+
+static REPORT_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(ttl = 60, name = "spans::report", lock, lock_timeout = Duration::from_millis(100))]
+fn report(n: u64) -> String {
+    REPORT_RUNS.fetch_add(1, SeqCst);
+    format!("report {n}")
+}
+
+#[test]
+fn a_wait_for_another_process_lock_is_told_in_the_miss() {
+    let logs = Logs::capture();
+    let (_guard, server) = with_redis("spans-lock");
+    // Another process holds this key's compute lock and never writes the value.
+    let () = redis::cmd("SET")
+        .arg(format!("{}:lock", report::key(7)))
+        .arg("elsewhere")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut server.connection())
+        .expect("a lock held elsewhere");
+    taken(logs);
+
+    assert_eq!(report(7), "report 7");
+    assert_eq!(REPORT_RUNS.load(SeqCst), 1, "computed after the wait");
+    let (spans, lines) = taken(logs);
+    assert_eq!(spans.len(), 1, "{spans:#?}\n{lines:#?}");
+    let events = &spans[0].events;
+    assert!(
+        events
+            .iter()
+            .any(|l| l.starts_with("DEBUG") && l.contains("holds this key's compute lock")),
+        "{events:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("WARN") && l.contains("lock owner did not finish in time")),
+        "{lines:#?}"
     );
     Config::uninstall();
 }
