@@ -32,6 +32,17 @@ pub(crate) fn of_bytes(seed: u64, bytes: &[u8]) -> u64 {
     hasher.finish()
 }
 
+/// The hash of `words` from a starting state `seed`: the same as [`of_bytes`] of their
+/// little-endian bytes, without going through bytes.
+#[inline]
+pub(crate) fn of_words(seed: u64, words: &[u64]) -> u64 {
+    let mut hasher = FastHasher(seed);
+    for &word in words {
+        hasher.mix(word);
+    }
+    hasher.finish()
+}
+
 impl FastHasher {
     #[inline]
     fn mix(&mut self, word: u64) {
@@ -80,6 +91,15 @@ mod tests {
         let mut h = FastHash.build_hasher();
         h.write(bytes);
         h.finish()
+    }
+
+    #[test]
+    fn words_hash_as_their_bytes() {
+        let words = [7u64, u64::MAX, 0x0102_0304_0506_0708];
+        for n in 0..=words.len() {
+            let bytes: Vec<u8> = words[..n].iter().flat_map(|w| w.to_le_bytes()).collect();
+            assert_eq!(of_words(n as u64, &words[..n]), of_bytes(n as u64, &bytes));
+        }
     }
 
     #[test]

@@ -48,19 +48,52 @@ impl Pending {
 impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// Looks the whole key of a call up in this thread's front table by its shortcut, when
     /// it has one and `plain` (no type arguments are part of the function's keys).
-    #[inline]
+    ///
+    /// Inlined into the call site, where the kind of shortcut is known: what goes on to the
+    /// lookup of that kind are the key's words or text in registers, so no probe is written
+    /// to memory in one width and read back in another.
+    #[inline(always)]
     pub fn probe_key(
         &'static self,
         front: &'static FrontKey<V>,
         key: Shortcut<'_>,
         plain: bool,
     ) -> Probed<V> {
-        let (probe, text) = match key {
-            Shortcut::Int(bits) if plain => (Probe::of_int(bits), ""),
-            Shortcut::Ints(words, count) if plain => (Probe::of_ints(words, count), ""),
-            Shortcut::Text(text) if plain => (Probe::of_raw(text), text),
-            _ => return Probed::Miss(Pending::ENCODE_FIRST),
-        };
+        if !plain {
+            return Probed::Miss(Pending::ENCODE_FIRST);
+        }
+        match key {
+            Shortcut::Int(bits) => self.probe_int(front, bits),
+            Shortcut::Ints([a, b, c], count) => self.probe_ints(front, a, b, c, count),
+            Shortcut::Text(text) => self.probe_text(front, text),
+            Shortcut::Encoded => Probed::Miss(Pending::ENCODE_FIRST),
+        }
+    }
+
+    #[inline(never)]
+    fn probe_int(&'static self, front: &'static FrontKey<V>, bits: u64) -> Probed<V> {
+        self.probe(front, Probe::of_int(bits), "")
+    }
+
+    #[inline(never)]
+    fn probe_ints(
+        &'static self,
+        front: &'static FrontKey<V>,
+        a: u64,
+        b: u64,
+        c: u64,
+        count: usize,
+    ) -> Probed<V> {
+        self.probe(front, Probe::of_ints([a, b, c], count), "")
+    }
+
+    #[inline(never)]
+    fn probe_text(&'static self, front: &'static FrontKey<V>, text: &str) -> Probed<V> {
+        self.probe(front, Probe::of_raw(text), text)
+    }
+
+    #[inline(always)]
+    fn probe(&'static self, front: &'static FrontKey<V>, probe: Probe, text: &str) -> Probed<V> {
         let mode = mode::for_call(self.address());
         if mode != Mode::Normal {
             return Probed::Miss(Pending {
