@@ -1,5 +1,12 @@
-//! L1: a moka cache of typed values, one per `#[cached]` function.
+//! L1: a moka cache per `#[cached]` function.
+//!
+//! The moka cache itself holds values of an erased type ([`AnyValue`]), so that its code
+//! (moka's, crossbeam's, and this module's) is compiled once, in this crate, rather than once
+//! per value type in every crate that uses `#[cached]`: it was more than a third of what 50
+//! cached functions made the compiler generate. [`LocalStore`] is the typed face of it: a
+//! value goes in as the `Arc` it already is, and comes out through one type check.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,9 +30,11 @@ pub enum Policy {
     Lru,
 }
 
+/// A value of any type, as the moka cache holds it.
+type AnyValue = dyn Any + Send + Sync;
+
 /// A value in L1 with what the read path needs to know about it.
-#[derive(Clone)]
-pub(crate) struct Entry<V> {
+pub(crate) struct Entry<V: ?Sized> {
     /// The one copy of the value, shared with the front-table slots filled from this entry:
     /// cloning the entry (moka's `get` does) or filling a slot counts a reference, and only
     /// an answer handed to a caller copies `V` (see [`Entry::into_value`]).
@@ -44,6 +53,30 @@ pub(crate) struct Entry<V> {
     /// What the entry weighs in an L1 bounded by `max_bytes` (its encoded length plus its
     /// key's); 0 until known.
     weight: u32,
+}
+
+impl<V: ?Sized> Clone for Entry<V> {
+    fn clone(&self) -> Self {
+        self.times().with(Arc::clone(&self.value))
+    }
+}
+
+impl<V: Send + Sync + 'static> Entry<V> {
+    /// The same entry, its value's type erased (the value is not copied).
+    fn erased(self) -> Entry<AnyValue> {
+        let times = self.times();
+        let value: Arc<AnyValue> = self.value;
+        times.with(value)
+    }
+}
+
+impl Entry<AnyValue> {
+    /// The entry with its value's type back, `None` if it is not a `V` (never the case: each
+    /// store holds the values of one function).
+    fn typed<V: Send + Sync + 'static>(self) -> Option<Entry<V>> {
+        let times = self.times();
+        Some(times.with(self.value.downcast::<V>().ok()?))
+    }
 }
 
 impl<V> Entry<V> {
@@ -74,6 +107,45 @@ impl<V> Entry<V> {
         Arc::unwrap_or_clone(self.value)
     }
 
+}
+
+/// An entry's fields but its value.
+#[derive(Clone, Copy)]
+struct EntryTimes {
+    deadline: u64,
+    keep_until: u64,
+    delta_beta: u64,
+    fallback_until: u64,
+    born: u64,
+    weight: u32,
+}
+
+impl EntryTimes {
+    fn with<V: ?Sized>(self, value: Arc<V>) -> Entry<V> {
+        Entry {
+            value,
+            deadline: self.deadline,
+            keep_until: self.keep_until,
+            delta_beta: self.delta_beta,
+            fallback_until: self.fallback_until,
+            born: self.born,
+            weight: self.weight,
+        }
+    }
+}
+
+impl<V: ?Sized> Entry<V> {
+    fn times(&self) -> EntryTimes {
+        EntryTimes {
+            deadline: self.deadline,
+            keep_until: self.keep_until,
+            delta_beta: self.delta_beta,
+            fallback_until: self.fallback_until,
+            born: self.born,
+            weight: self.weight,
+        }
+    }
+
     /// When moka may drop it: once it can neither be served nor stand in for a failure.
     fn kept_until(&self) -> u64 {
         self.keep_until.max(self.fallback_until)
@@ -88,15 +160,20 @@ impl<V> Entry<V> {
 /// keep only their remaining lifetime).
 struct ByDeadline;
 
-impl<V> Expiry<Box<str>, Entry<V>> for ByDeadline {
-    fn expire_after_create(&self, _: &Box<str>, entry: &Entry<V>, _: Instant) -> Option<Duration> {
+impl Expiry<Box<str>, Entry<AnyValue>> for ByDeadline {
+    fn expire_after_create(
+        &self,
+        _: &Box<str>,
+        entry: &Entry<AnyValue>,
+        _: Instant,
+    ) -> Option<Duration> {
         clock::remaining(entry.kept_until())
     }
 
     fn expire_after_update(
         &self,
         _: &Box<str>,
-        entry: &Entry<V>,
+        entry: &Entry<AnyValue>,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
@@ -121,23 +198,109 @@ pub(crate) enum Bound<V> {
     Bytes(u64, SizeFn<V>),
 }
 
-/// The L1 store of one function.
+/// The L1 store of one function: the typed face of an [`ErasedStore`].
 pub(crate) struct LocalStore<V> {
-    cache: Cache<Box<str>, Entry<V>, FastHash>,
+    erased: ErasedStore,
     /// Sizes values that come without their encoded length, under `max_bytes`.
     size: Option<SizeFn<V>>,
 }
 
 impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
     pub(crate) fn new(bound: Bound<V>, idle: Option<Duration>, policy: Policy) -> Self {
-        let (builder, size) = match bound {
-            Bound::Entries(capacity) => (Cache::builder().max_capacity(capacity), None),
-            Bound::Bytes(max_bytes, size) => (
-                Cache::builder()
-                    .max_capacity(max_bytes)
-                    .weigher(|_, entry: &Entry<V>| entry.weight),
-                Some(size),
-            ),
+        let (max, size) = match bound {
+            Bound::Entries(capacity) => (Max::Entries(capacity), None),
+            Bound::Bytes(max_bytes, size) => (Max::Bytes(max_bytes), Some(size)),
+        };
+        LocalStore {
+            erased: ErasedStore::new(max, idle, policy),
+            size,
+        }
+    }
+
+    /// The entry for `args` if it may still be served (fresh, or stale within its window).
+    #[inline]
+    pub(crate) fn get(&self, args: &str) -> Option<Entry<V>> {
+        self.erased.get(args)?.typed()
+    }
+
+    /// The entry for `args` while L1 keeps it: servable, or past that but still able to stand
+    /// in for a failed body.
+    pub(crate) fn get_kept(&self, args: &str) -> Option<Entry<V>> {
+        self.erased.get_kept(args)?.typed()
+    }
+
+    /// Whether a fresh entry is held. Without a stale window (`kept_stale` false) an entry's
+    /// `keep_until`, where moka expires it, is its deadline: `contains_key` answers alone,
+    /// without copying the value out and without recording a read in moka's popularity log.
+    /// moka does not see the test clock, so once it was moved the slower check answers.
+    #[inline]
+    pub(crate) fn holds_fresh(&self, args: &str, kept_stale: bool) -> bool {
+        self.erased.holds_fresh(args, kept_stale)
+    }
+
+    /// Whether L1 is at its bound (as moka last counted: cheap, and approximate while moka
+    /// has writes pending).
+    #[inline]
+    pub(crate) fn is_full(&self) -> bool {
+        self.erased.is_full()
+    }
+
+    #[inline]
+    pub(crate) fn insert(&self, args: &str, mut entry: Entry<V>) {
+        if let (Some(size), 0) = (self.size, entry.weight) {
+            entry.weight = weight(size(&entry.value), args);
+        }
+        self.erased.insert(args, entry.erased());
+    }
+
+    #[inline]
+    pub(crate) fn remove(&self, args: &str) {
+        self.erased.remove(args);
+    }
+
+    /// Removes the entry for `args` if it was born no later than `at` (a newer one stays).
+    #[inline]
+    pub(crate) fn remove_born_by(&self, args: &str, at: u64) {
+        self.erased.remove_born_by(args, at);
+    }
+
+    /// Entries held, once moka has applied its pending work (a slow call: for stats pages).
+    pub(crate) fn entry_count(&self) -> u64 {
+        self.erased.entry_count()
+    }
+
+    /// What the entries weigh in all (see [`Bound::Bytes`]; under a `capacity` bound, each
+    /// weighs 1), once moka has applied its pending work.
+    pub(crate) fn weighted_size(&self) -> u64 {
+        self.erased.weighted_size()
+    }
+
+    /// Drops every entry now (moka's `invalidate_all` alone is lazy: each later access would
+    /// pay to filter the invalidated entries).
+    pub(crate) fn clear(&self) {
+        self.erased.clear();
+    }
+}
+
+/// The bound of an [`ErasedStore`]: entries, or the weights entries carry.
+enum Max {
+    Entries(u64),
+    Bytes(u64),
+}
+
+/// The moka cache of one function, over values of any type (see the module docs). None of
+/// its methods is generic, so each is compiled once, here.
+struct ErasedStore {
+    cache: Cache<Box<str>, Entry<AnyValue>, FastHash>,
+}
+
+impl ErasedStore {
+    fn new(max: Max, idle: Option<Duration>, policy: Policy) -> Self {
+        let builder = match max {
+            Max::Entries(capacity) => Cache::builder().max_capacity(capacity),
+            Max::Bytes(max_bytes) => Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|_, entry: &Entry<AnyValue>| entry.weight),
         };
         let builder = builder
             .expire_after(ByDeadline)
@@ -149,32 +312,24 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
             Some(idle) => builder.time_to_idle(idle),
             None => builder,
         };
-        LocalStore {
+        ErasedStore {
             cache: builder.build_with_hasher(FastHash),
-            size,
         }
     }
 
-    /// The entry for `args` if it may still be served (fresh, or stale within its window).
-    pub(crate) fn get(&self, args: &str) -> Option<Entry<V>> {
+    fn get(&self, args: &str) -> Option<Entry<AnyValue>> {
         self.cache
             .get(args)
             .filter(|entry| !clock::expired(entry.keep_until))
     }
 
-    /// The entry for `args` while L1 keeps it: servable, or past that but still able to stand
-    /// in for a failed body.
-    pub(crate) fn get_kept(&self, args: &str) -> Option<Entry<V>> {
+    fn get_kept(&self, args: &str) -> Option<Entry<AnyValue>> {
         self.cache
             .get(args)
             .filter(|entry| !clock::expired(entry.kept_until()))
     }
 
-    /// Whether a fresh entry is held. Without a stale window (`kept_stale` false) an entry's
-    /// `keep_until`, where moka expires it, is its deadline: `contains_key` answers alone,
-    /// without copying the value out and without recording a read in moka's popularity log.
-    /// moka does not see the test clock, so once it was moved the slower check answers.
-    pub(crate) fn holds_fresh(&self, args: &str, kept_stale: bool) -> bool {
+    fn holds_fresh(&self, args: &str, kept_stale: bool) -> bool {
         if kept_stale || clock::offset() != 0 {
             self.get(args).is_some_and(|e| !clock::expired(e.deadline))
         } else {
@@ -182,28 +337,22 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
         }
     }
 
-    /// Whether L1 is at its bound (as moka last counted: cheap, and approximate while moka
-    /// has writes pending).
-    pub(crate) fn is_full(&self) -> bool {
+    fn is_full(&self) -> bool {
         self.cache
             .policy()
             .max_capacity()
             .is_some_and(|bound| self.cache.weighted_size() >= bound)
     }
 
-    pub(crate) fn insert(&self, args: &str, mut entry: Entry<V>) {
-        if let (Some(size), 0) = (self.size, entry.weight) {
-            entry.weight = weight(size(&entry.value), args);
-        }
+    fn insert(&self, args: &str, entry: Entry<AnyValue>) {
         self.cache.insert(args.into(), entry);
     }
 
-    pub(crate) fn remove(&self, args: &str) {
+    fn remove(&self, args: &str) {
         self.cache.invalidate(args);
     }
 
-    /// Removes the entry for `args` if it was born no later than `at` (a newer one stays).
-    pub(crate) fn remove_born_by(&self, args: &str, at: u64) {
+    fn remove_born_by(&self, args: &str, at: u64) {
         self.cache
             .entry(Box::from(args))
             .and_compute_with(|entry| match entry {
@@ -212,22 +361,17 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
             });
     }
 
-    /// Entries held, once moka has applied its pending work (a slow call: for stats pages).
-    pub(crate) fn entry_count(&self) -> u64 {
+    fn entry_count(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
     }
 
-    /// What the entries weigh in all (see [`Bound::Bytes`]; under a `capacity` bound, each
-    /// weighs 1), once moka has applied its pending work.
-    pub(crate) fn weighted_size(&self) -> u64 {
+    fn weighted_size(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.weighted_size()
     }
 
-    /// Drops every entry now (moka's `invalidate_all` alone is lazy: each later access would
-    /// pay to filter the invalidated entries).
-    pub(crate) fn clear(&self) {
+    fn clear(&self) {
         self.cache.invalidate_all();
         self.cache.run_pending_tasks();
     }
