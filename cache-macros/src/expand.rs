@@ -267,7 +267,7 @@ impl Gen<'_> {
             fn #accessor() -> &'static #rt::__private::CachedFn<#value> {
                 static #cache: ::std::sync::OnceLock<#rt::__private::CachedFn<#value>> =
                     ::std::sync::OnceLock::new();
-                #cache.get_or_init(|| {
+                #rt::__private::cache_in(&#cache, || {
                     use #rt::__private::{BuildCache as _, BuildNever as _};
                     #check
                     (&#rt::__private::Build(::core::marker::PhantomData::<#value>))

@@ -297,6 +297,29 @@ impl<V: 'static> Clone for Cache<V> {
 
 impl<V: 'static> Copy for Cache<V> {}
 
+/// A function's cache, in the `static` of its accessor, built by `init` on first use. `init`
+/// is a plain `fn` (the generated closure captures nothing), so the code that builds the
+/// cache once is generated per value type, not per function.
+#[inline]
+pub fn cache_in<V>(
+    cell: &'static OnceLock<CachedFn<V>>,
+    init: fn() -> CachedFn<V>,
+) -> &'static CachedFn<V> {
+    match cell.get() {
+        Some(cache) => cache,
+        None => first_use(cell, init),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn first_use<V>(
+    cell: &'static OnceLock<CachedFn<V>>,
+    init: fn() -> CachedFn<V>,
+) -> &'static CachedFn<V> {
+    cell.get_or_init(init)
+}
+
 /// Builds a function's cache, like [`Cache`] picks its methods.
 pub struct Build<V>(pub std::marker::PhantomData<V>);
 
@@ -368,14 +391,14 @@ pub trait CacheCalls<V: 'static> {
         pending: Pending,
         body: impl FnOnce() -> O,
     ) -> O;
-    /// [`CachedFn::call_async_pending`].
-    async fn call_async_pending<O: Outcome<V>>(
+    /// [`CachedFn::call_async_pending`] (its future itself, not one more around it).
+    fn call_async_pending<O: Outcome<V>>(
         self,
         front: &'static FrontKey<V>,
         args: &KeyBuf,
         pending: Pending,
         body: impl Future<Output = O>,
-    ) -> O;
+    ) -> impl Future<Output = O>;
     /// [`CachedFn::call_async_detached_pending`].
     async fn call_async_detached_pending<O, F>(
         self,
@@ -387,13 +410,13 @@ pub trait CacheCalls<V: 'static> {
     where
         O: Outcome<V> + Send + 'static,
         F: Future<Output = O> + Send + 'static;
-    /// [`CachedFn::call_async`].
-    async fn call_async<O: Outcome<V>>(
+    /// [`CachedFn::call_async`] (its future itself).
+    fn call_async<O: Outcome<V>>(
         self,
         front: &'static FrontKey<V>,
         args: &KeyBuf,
         body: impl Future<Output = O>,
-    ) -> O;
+    ) -> impl Future<Output = O>;
     /// [`CachedFn::call_async_detached`].
     async fn call_async_detached<O, F>(
         self,
@@ -453,14 +476,14 @@ impl<V: CacheValue> CacheCalls<V> for &Cache<V> {
         self.0.call_pending(front, args, pending, body)
     }
     #[inline]
-    async fn call_async_pending<O: Outcome<V>>(
+    fn call_async_pending<O: Outcome<V>>(
         self,
         front: &'static FrontKey<V>,
         args: &KeyBuf,
         pending: Pending,
         body: impl Future<Output = O>,
-    ) -> O {
-        self.0.call_async_pending(front, args, pending, body).await
+    ) -> impl Future<Output = O> {
+        self.0.call_async_pending(front, args, pending, body)
     }
     #[inline]
     async fn call_async_detached_pending<O, F>(
@@ -479,13 +502,13 @@ impl<V: CacheValue> CacheCalls<V> for &Cache<V> {
             .await
     }
     #[inline]
-    async fn call_async<O: Outcome<V>>(
+    fn call_async<O: Outcome<V>>(
         self,
         front: &'static FrontKey<V>,
         args: &KeyBuf,
         body: impl Future<Output = O>,
-    ) -> O {
-        self.0.call_async(front, args, body).await
+    ) -> impl Future<Output = O> {
+        self.0.call_async(front, args, body)
     }
     #[inline]
     async fn call_async_detached<O, F>(

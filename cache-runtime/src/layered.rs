@@ -41,9 +41,11 @@ use crate::store::{Budget, Failure, Op, Reply, SharedStore};
 use crate::sync::background;
 
 mod batch;
+mod route;
 mod shortcut;
 mod trace;
 pub use batch::BatchOutcome;
+use route::Route;
 pub use shortcut::{Pending, Probed};
 use trace::{Asked, Ending, Trace};
 
@@ -302,67 +304,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         self.counters.snapshot()
     }
 
-    /// A sync call: answers from the layers or runs `body` once per key.
-    #[inline]
-    pub fn call<O: Outcome<V>>(
-        &'static self,
-        front: &'static FrontKey<V>,
-        args: &KeyBuf,
-        body: impl FnOnce() -> O,
-    ) -> O {
-        let probe = Probe::of(args);
-        let mode = mode::for_call(self.address());
-        if mode != Mode::Normal {
-            return self.unusual_blocking(mode, front, args.as_str(), probe, body);
-        }
-        match self.front_hit(front, &probe, args.as_str()) {
-            Lookup::Hit(value) => O::from_cached(value),
-            lookup => self.miss_blocking(front, args.as_str(), probe, lookup, body),
-        }
-    }
-
-    /// An async call: answers from the layers or awaits `body` once per key.
-    pub async fn call_async<O: Outcome<V>>(
-        &'static self,
-        front: &'static FrontKey<V>,
-        args: &KeyBuf,
-        body: impl Future<Output = O>,
-    ) -> O {
-        let probe = Probe::of(args);
-        let mode = mode::for_call(self.address());
-        if mode != Mode::Normal {
-            return self.unusual_async(mode, front, args, probe, body).await;
-        }
-        match self.front_hit(front, &probe, args.as_str()) {
-            Lookup::Hit(value) => O::from_cached(value),
-            lookup => {
-                let call = self.call_site(front, args.as_str(), probe, lookup);
-                self.miss(&NonBlocking, call, body).await
-            }
-        }
-    }
-
-    /// A call under a [`Mode`]: bypassed (the body alone) or a forced refresh.
-    #[cold]
-    #[inline(never)]
-    fn unusual_blocking<O: Outcome<V>>(
-        &'static self,
-        mode: Mode,
-        front: &'static FrontKey<V>,
-        args: &str,
-        probe: Probe,
-        body: impl FnOnce() -> O,
-    ) -> O {
-        match mode {
-            Mode::Refresh(_) => {
-                let call = self.forced_refresh(front, args, probe);
-                self.blocking_miss(call, body)
-            }
-            _ => body(),
-        }
-    }
-
-    /// [`unusual_blocking`](Self::unusual_blocking) for async calls.
+    /// A detached async call under a [`Mode`]: bypassed (the body alone) or a forced refresh.
     async fn unusual_async<O: Outcome<V>>(
         &'static self,
         mode: Mode,
@@ -374,7 +316,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         match mode {
             Mode::Refresh(_) => {
                 let call = self.forced_refresh(front, args.as_str(), probe);
-                self.miss(&NonBlocking, call, body).await
+                self.routed(&NonBlocking, Route::Miss(call), body).await
             }
             _ => body.await,
         }
@@ -400,20 +342,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             .unwrap_or(Lookup::Miss)
     }
 
-    #[inline(never)]
-    fn miss_blocking<O: Outcome<V>>(
-        &'static self,
-        front: &'static FrontKey<V>,
-        args: &str,
-        probe: Probe,
-        lookup: Lookup<V>,
-        body: impl FnOnce() -> O,
-    ) -> O {
-        let call = self.call_site(front, args, probe, lookup);
-        self.blocking_miss(call, body)
-    }
-
-    /// A sync call's [`miss`](Self::miss), run to its end on this thread. The body is passed
+    /// A sync call's miss ([`routed`](Self::routed)), run to its end on this thread. The body is passed
     /// on as a `dyn FnMut`, so that the miss path's code is shared by every function with the
     /// same value and return types instead of being generated again for each body (most of
     /// what `#[cached]` costs at compile time).
@@ -433,7 +362,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         call: Call<'_, V>,
         body: &mut dyn FnMut() -> O,
     ) -> O {
-        io::block_on(self.miss(&Blocking, call, async move { body() }))
+        io::block_on(self.routed(&Blocking, Route::Miss(call), async move { body() }))
     }
 
     fn call_site<'a>(
@@ -458,21 +387,6 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             born: AtomicU64::new(0),
             trace: Trace::default(),
         }
-    }
-
-    /// Everything after a front-table miss.
-    async fn miss<I: Io, O: Outcome<V>>(
-        &'static self,
-        io: &I,
-        call: Call<'_, V>,
-        body: impl Future<Output = O>,
-    ) -> O {
-        let out = match self.prepare(io, &call).await {
-            Step::Answer(value) => O::from_cached(value),
-            Step::Compute(work) => self.compute(io, &call, work, body).await,
-        };
-        call.trace.finish(call.budget.on_store());
-        out
     }
 
     /// An async call whose refreshes run in a spawned task: a caller that finds a stale value
@@ -692,9 +606,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         work: Work<V>,
         body: impl Future<Output = O>,
     ) -> O {
-        // A detached refresh's call is traced from here.
-        call.trace.begin(&self.settings.name);
-        let started = Instant::now();
+        let started = self.began(call);
         let out = body.await;
         self.computed(io, call, work, out, started).await
     }

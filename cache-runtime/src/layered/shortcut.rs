@@ -11,9 +11,8 @@ use std::future::Future;
 
 use super::{CachedFn, FrontKey};
 use crate::front::{Lookup, Probe};
-use crate::io::NonBlocking;
 use crate::key::{KeyBuf, Shortcut};
-use crate::mode::{self, Mode};
+use crate::mode::Mode;
 use crate::outcome::Outcome;
 
 /// What a look at this thread's front table found, before any key was encoded.
@@ -27,19 +26,19 @@ pub enum Probed<V> {
 /// A call past its front table: what the look found out (see [`Probed`]).
 pub struct Pending {
     /// `None` when the key has no shortcut: the encoded key is probed as usual.
-    probe: Option<Probe>,
-    mode: Mode,
-    picked_for_refresh: Option<u64>,
+    pub(super) probe: Option<Probe>,
+    pub(super) mode: Mode,
+    pub(super) picked_for_refresh: Option<u64>,
 }
 
 impl Pending {
-    const ENCODE_FIRST: Pending = Pending {
+    pub(super) const ENCODE_FIRST: Pending = Pending {
         probe: None,
         mode: Mode::Normal,
         picked_for_refresh: None,
     };
 
-    fn lookup<V>(&self) -> Lookup<V> {
+    pub(super) fn lookup<V>(&self) -> Lookup<V> {
         self.picked_for_refresh
             .map_or(Lookup::Miss, Lookup::PickedForRefresh)
     }
@@ -72,7 +71,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
     #[inline(never)]
     fn probe_int(&'static self, front: &'static FrontKey<V>, bits: u64) -> Probed<V> {
-        self.probe(front, Probe::of_int(bits), "")
+        self.look(front, Probe::of_int(bits), "")
     }
 
     #[inline(never)]
@@ -84,74 +83,12 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         c: u64,
         count: usize,
     ) -> Probed<V> {
-        self.probe(front, Probe::of_ints([a, b, c], count), "")
+        self.look(front, Probe::of_ints([a, b, c], count), "")
     }
 
     #[inline(never)]
     fn probe_text(&'static self, front: &'static FrontKey<V>, text: &str) -> Probed<V> {
-        self.probe(front, Probe::of_raw(text), text)
-    }
-
-    #[inline(always)]
-    fn probe(&'static self, front: &'static FrontKey<V>, probe: Probe, text: &str) -> Probed<V> {
-        let mode = mode::for_call(self.address());
-        if mode != Mode::Normal {
-            return Probed::Miss(Pending {
-                probe: Some(probe),
-                mode,
-                picked_for_refresh: None,
-            });
-        }
-        match self.front_hit(front, &probe, text) {
-            Lookup::Hit(value) => Probed::Hit(value),
-            Lookup::PickedForRefresh(deadline) => Probed::Miss(Pending {
-                probe: Some(probe),
-                mode,
-                picked_for_refresh: Some(deadline),
-            }),
-            Lookup::Miss => Probed::Miss(Pending {
-                probe: Some(probe),
-                mode,
-                picked_for_refresh: None,
-            }),
-        }
-    }
-
-    /// A sync call after [`probe_key`](Self::probe_key) missed; `args` is the encoded key.
-    pub fn call_pending<O: Outcome<V>>(
-        &'static self,
-        front: &'static FrontKey<V>,
-        args: &KeyBuf,
-        pending: Pending,
-        body: impl FnOnce() -> O,
-    ) -> O {
-        let Some(probe) = pending.probe else {
-            return self.call(front, args, body);
-        };
-        if pending.mode != Mode::Normal {
-            return self.unusual_blocking(pending.mode, front, args.as_str(), probe, body);
-        }
-        self.miss_blocking(front, args.as_str(), probe, pending.lookup(), body)
-    }
-
-    /// An async call after [`probe_key`](Self::probe_key) missed.
-    pub async fn call_async_pending<O: Outcome<V>>(
-        &'static self,
-        front: &'static FrontKey<V>,
-        args: &KeyBuf,
-        pending: Pending,
-        body: impl Future<Output = O>,
-    ) -> O {
-        let Some(probe) = pending.probe else {
-            return self.call_async(front, args, body).await;
-        };
-        if pending.mode != Mode::Normal {
-            return self
-                .unusual_async(pending.mode, front, args, probe, body)
-                .await;
-        }
-        let call = self.call_site(front, args.as_str(), probe, pending.lookup());
-        self.miss(&NonBlocking, call, body).await
+        self.look(front, Probe::of_raw(text), text)
     }
 
     /// [`call_async_detached`](Self::call_async_detached) after

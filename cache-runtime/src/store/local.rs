@@ -106,7 +106,6 @@ impl<V> Entry<V> {
     {
         Arc::unwrap_or_clone(self.value)
     }
-
 }
 
 /// An entry's fields but its value.
