@@ -127,12 +127,14 @@ impl std::error::Error for DecodeError {}
 /// A stable fingerprint of `T`: FNV-1a over its type name, size and alignment.
 pub fn fingerprint<T>() -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let name = std::any::type_name::<T>().bytes();
+    let name = std::any::type_name::<T>().as_bytes();
     let size = (std::mem::size_of::<T>() as u64).to_le_bytes();
     let align = (std::mem::align_of::<T>() as u64).to_le_bytes();
-    for b in name.chain(size).chain(align) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    for part in [name, &size, &align] {
+        for &b in part {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
     }
     h
 }
@@ -143,10 +145,20 @@ pub fn fingerprint<T>() -> u64 {
 ///
 /// When the codec refuses the value, or it nests deeper than the decoder reads.
 pub fn encode<T: Serialize, C: Codec>(value: &T, header: Header) -> Result<Vec<u8>, String> {
+    encode_fingerprinted::<T, C>(value, header, fingerprint::<T>())
+}
+
+/// [`encode`] with `T`'s [`fingerprint`] computed once by the caller: hashing the type's
+/// name costs more than the rest of the envelope.
+pub(crate) fn encode_fingerprinted<T: Serialize, C: Codec>(
+    value: &T,
+    header: Header,
+    fingerprint: u64,
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(64);
     out.push(FORMAT_VERSION);
     out.push(C::ID);
-    out.extend_from_slice(&fingerprint::<T>().to_le_bytes());
+    out.extend_from_slice(&fingerprint.to_le_bytes());
     out.extend_from_slice(&header.expires_at_ms.unwrap_or(0).to_le_bytes());
     let micros = header.compute_time.as_micros().min(u32::MAX as u128) as u32;
     out.extend_from_slice(&micros.to_le_bytes());
@@ -191,12 +203,22 @@ pub fn reseal(bytes: &mut [u8]) {
 ///
 /// A [`DecodeError`] for anything else; see the module docs.
 pub fn decode<T: DeserializeOwned, C: Codec>(bytes: &[u8]) -> Result<(T, Header), DecodeError> {
-    let header = read_header::<T, C>(bytes)?;
+    decode_fingerprinted::<T, C>(bytes, fingerprint::<T>())
+}
+
+/// [`decode`] with `T`'s [`fingerprint`] computed once by the caller (see
+/// [`encode_fingerprinted`]).
+pub(crate) fn decode_fingerprinted<T: DeserializeOwned, C: Codec>(
+    bytes: &[u8],
+    fingerprint: u64,
+) -> Result<(T, Header), DecodeError> {
+    let header = read_header::<C>(bytes, fingerprint)?;
     let value = C::decode(&bytes[HEADER_LEN..]).map_err(DecodeError)?;
     Ok((value, header))
 }
 
-fn read_header<T, C: Codec>(bytes: &[u8]) -> Result<Header, DecodeError> {
+/// The header of an envelope written for a type with this `fingerprint` by codec `C`.
+fn read_header<C: Codec>(bytes: &[u8], fingerprint: u64) -> Result<Header, DecodeError> {
     if bytes.len() < HEADER_LEN {
         return Err(DecodeError(format!(
             "{} bytes is shorter than the header",
@@ -218,7 +240,7 @@ fn read_header<T, C: Codec>(bytes: &[u8]) -> Result<Header, DecodeError> {
         b.copy_from_slice(&bytes[at..at + 8]);
         u64::from_le_bytes(b)
     };
-    if word(2) != fingerprint::<T>() {
+    if word(2) != fingerprint {
         return Err(DecodeError("written for another type".into()));
     }
     if word(CHECKSUM_AT) != checksum_of(bytes) {

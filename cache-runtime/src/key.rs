@@ -527,6 +527,7 @@ impl Key {
     }
 
     /// The encoded arguments (the part after `v{version}:`).
+    #[inline]
     pub fn args(&self) -> &str {
         self.args.as_str()
     }

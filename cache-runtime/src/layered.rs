@@ -52,14 +52,20 @@ use trace::{Asked, Ending, Trace};
 /// How a function's values go to and from bytes (absent for `local` functions, which need no
 /// serde bounds).
 pub struct RemoteCodec<V> {
-    encode: fn(&V, Header) -> Result<Vec<u8>, String>,
+    encode: EncodeFn<V>,
     decode: DecodeFn<V>,
+    /// The fingerprint of `V` that `encode` writes and `decode` expects, computed once
+    /// ([`codec::fingerprint`]).
+    fingerprint: u64,
     /// The length `encode` writes, which an L1 bounded by `max_bytes` weighs values by.
     size: SizeFn<V>,
 }
 
-/// Bytes from Redis to a value and its header.
-type DecodeFn<V> = fn(&[u8]) -> Result<(V, Header), DecodeError>;
+/// A value and its header to bytes for Redis, under the value type's fingerprint.
+type EncodeFn<V> = fn(&V, Header, u64) -> Result<Vec<u8>, String>;
+
+/// Bytes from Redis to a value and its header, checked against the value type's fingerprint.
+type DecodeFn<V> = fn(&[u8], u64) -> Result<(V, Header), DecodeError>;
 
 impl<V> RemoteCodec<V>
 where
@@ -68,8 +74,9 @@ where
     /// The default codec for `V`.
     pub fn serde() -> Self {
         RemoteCodec {
-            encode: codec::encode::<V, DefaultCodec>,
-            decode: codec::decode::<V, DefaultCodec>,
+            encode: codec::encode_fingerprinted::<V, DefaultCodec>,
+            decode: codec::decode_fingerprinted::<V, DefaultCodec>,
+            fingerprint: codec::fingerprint::<V>(),
             size: codec::encoded_len::<V, DefaultCodec>,
         }
     }
@@ -908,7 +915,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let Some(remote) = self.remote.as_ref() else {
             return Backfill::Undecodable;
         };
-        let (value, header) = match (remote.decode)(bytes) {
+        let (value, header) = match (remote.decode)(bytes, remote.fingerprint) {
             Ok(decoded) => decoded,
             Err(error) => {
                 tracing::debug!(name = %self.settings.name, %error, "treating an undecodable value as a miss");
@@ -999,7 +1006,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 .map(|fresh| clock::unix_millis() + fresh.as_millis() as u64),
             compute_time,
         };
-        match (codec.encode)(value, header) {
+        match (codec.encode)(value, header, codec.fingerprint) {
             Ok(bytes) => Some(Write {
                 bytes,
                 ttl: lifetime.remote_ttl(times.fresh_for),

@@ -24,9 +24,11 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 
 use crate::clock;
@@ -76,6 +78,9 @@ struct ScopeData {
     slots: Vec<Slot>,
     /// Positions in `slots`.
     index: HashTable<u32>,
+    /// The slot after the one a call last found: a page usually calls its fragments in the
+    /// order it named their keys, so this one is looked at before the index.
+    next: AtomicUsize,
 }
 
 fn slot_hash(owner: usize, args: &str) -> u64 {
@@ -94,12 +99,19 @@ impl ScopeData {
         Some(*found as usize)
     }
 
-    fn add(&mut self, slot: Slot) {
-        let slots = &self.slots;
-        let at = slots.len() as u32;
-        self.index
-            .insert_unique(slot.hash, at, |&at| slots[at as usize].hash);
-        self.slots.push(slot);
+    /// The position of the slot for `args` of `owner`, looked for where the last call's
+    /// slot ended first (see [`ScopeData::next`]).
+    fn position_for_call(&self, owner: usize, args: &str) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let next = self.next.load(Ordering::Relaxed);
+        let at = match self.slots.get(next) {
+            Some(slot) if slot.owner == owner && slot.key.args() == args => next,
+            _ => self.position(owner, args, slot_hash(owner, args))?,
+        };
+        self.next.store(at + 1, Ordering::Relaxed);
+        Some(at)
     }
 
     /// Stores a store's answer for `batch`, one value per slot in order. A failed request
@@ -153,12 +165,8 @@ fn innermost(owner: usize, args: &str) -> Option<(Arc<ScopeData>, usize)> {
     STACK
         .try_with(|stack| {
             let stack = stack.try_borrow().ok()?;
-            if stack.iter().all(|scope| scope.slots.is_empty()) {
-                return None;
-            }
-            let hash = slot_hash(owner, args);
             stack.iter().rev().find_map(|scope| {
-                let at = scope.position(owner, args, hash)?;
+                let at = scope.position_for_call(owner, args)?;
                 Some((Arc::clone(scope), at))
             })
         })
@@ -198,6 +206,17 @@ pub(crate) fn serve<T>(
     }
 }
 
+/// Whether a scope of this thread holds any slot (one that [`known`] may find).
+fn any_enclosing() -> bool {
+    STACK
+        .try_with(|stack| {
+            stack
+                .try_borrow()
+                .is_ok_and(|stack| stack.iter().any(|scope| !scope.slots.is_empty()))
+        })
+        .unwrap_or(false)
+}
+
 /// Whether an enclosing scope already answered for `args` of `owner` at this `epoch`.
 fn known(owner: usize, epoch: u64, args: &str) -> bool {
     innermost(owner, args).is_some_and(|(scope, at)| {
@@ -218,8 +237,11 @@ fn plan(
     let mut scope = ScopeData {
         slots: Vec::with_capacity(expected),
         index: HashTable::with_capacity(expected),
+        next: AtomicUsize::new(0),
     };
     let mut batches: Vec<Batch> = Vec::new();
+    // Asked once: enclosing scopes do not change while this one is planned.
+    let enclosing = any_enclosing();
     for key in keys {
         let owner = key.owner();
         if owner.is_local() {
@@ -228,28 +250,40 @@ fn plan(
         let Some(store) = installed.store(owner.store_name()) else {
             continue;
         };
-        let (id, hash) = (owner.id(), slot_hash(owner.id(), key.args()));
-        if scope.position(id, key.args(), hash).is_some() {
+        let (id, args) = (owner.id(), key.args());
+        let hash = slot_hash(id, args);
+        let slots = &scope.slots;
+        let Entry::Vacant(vacant) = scope.index.entry(
+            hash,
+            |&at| slots[at as usize].owner == id && slots[at as usize].key.args() == args,
+            |&at| slots[at as usize].hash,
+        ) else {
+            // A duplicate.
             continue;
-        }
+        };
         // Read before L1 is asked (see `Slot::epoch`).
         let epoch = owner.epoch();
         let asked_at = clock::now();
-        if owner.holds(key.args()) || known(id, epoch, key.args()) {
+        if owner.holds(args) || (enclosing && known(id, epoch, args)) {
             continue;
         }
         let same = |batch: &&mut Batch| {
             Arc::as_ptr(&batch.store) as *const () == Arc::as_ptr(store) as *const ()
         };
         let at = scope.slots.len();
+        vacant.insert(at as u32);
         match batches.iter_mut().find(same) {
             Some(batch) => batch.slots.push(at),
-            None => batches.push(Batch {
-                store: Arc::clone(store),
-                slots: vec![at],
-            }),
+            None => {
+                let mut slots = Vec::with_capacity(expected);
+                slots.push(at);
+                batches.push(Batch {
+                    store: Arc::clone(store),
+                    slots,
+                });
+            }
         }
-        scope.add(Slot {
+        scope.slots.push(Slot {
             key,
             owner: id,
             epoch,

@@ -138,6 +138,42 @@ fn keys_of_several_functions_share_one_mget() {
     assert_eq!(runs, [0, 0, 0]);
 }
 
+fragment!(left, write_left, LEFT_RUNS, "preload::left");
+fragment!(right, write_right, RIGHT_RUNS, "preload::right");
+
+#[test]
+fn calls_in_another_order_than_the_keys_are_answered_from_the_scope() {
+    // A scope looks first at the slot after the last one a call found (pages usually call in
+    // the order they named the keys): calls out of that order, and a slot with the same
+    // arguments but another function, must still find their own slots.
+    let (_guard, server) = redis_holding("order", 0..6, |n| (write_left(n), write_right(n)));
+    let keys = (0..6)
+        .flat_map(|n| [left::key(n), right::key(n)])
+        .collect::<Vec<Key>>();
+
+    let page = preload(keys, || {
+        let mut page = String::new();
+        for n in [5, 0, 3] {
+            page += &right(n);
+            page += &left(n);
+        }
+        for n in [1, 2, 4] {
+            page += &left(n);
+            page += &right(n);
+        }
+        page
+    });
+
+    assert!(page.starts_with("preload::right 5preload::left 5preload::right 0"));
+    assert!(page.ends_with("preload::left 4preload::right 4"));
+    assert_eq!(mget_and_get(&server), (1, 0));
+    assert_eq!(
+        (left::stats().scope_hits, right::stats().scope_hits),
+        (6, 6)
+    );
+    assert_eq!((LEFT_RUNS.load(SeqCst), RIGHT_RUNS.load(SeqCst)), (0, 0));
+}
+
 static WARM_RUNS: AtomicUsize = AtomicUsize::new(0);
 
 #[cached(ttl = 60, name = "preload::warm")]
