@@ -3,7 +3,12 @@
 # functions without it, both crates linking cache-runtime, built non-incrementally in debug
 # (what a developer's `cargo build` pays after touching the file).
 #
-#   bash benches/compile_cost.sh [ROUNDS]      # default 5 rounds, the two crates in turns
+#   bash benches/compile_cost.sh [ROUNDS] [distinct]
+#
+# Default: 5 rounds, the two crates in turns, the functions returning three types among them
+# (u64, String, Vec<u64>). With `distinct`, each function returns a type of its own (a
+# newtype around the same value, serde-derived in both crates), as in an application whose
+# functions each return their own struct: what is generated per value type counts 50 times.
 #
 # The crates are generated under target/compile-cost and share one target directory, so the
 # dependencies are built once, before the rounds; each round touches a crate's main.rs and
@@ -12,12 +17,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 rounds=${1:-5}
-dir="$root/target/compile-cost"
+distinct=${2:-}
+dir="$root/target/compile-cost${distinct:+-distinct}"
 mkdir -p "$dir"
 
 functions() { # $1 = attribute line for each function (empty for the plain crate)
     local attr=$1 i
     for i in $(seq 0 49); do
+        if [ -n "$distinct" ]; then
+            printf '#[derive(Clone, serde::Serialize, serde::Deserialize)]\n'
+            case $((i % 3)) in
+            0) printf 'pub struct R%d(pub u64);\n\n' "$i" ;;
+            1) printf 'pub struct R%d(pub String);\n\n' "$i" ;;
+            2) printf 'pub struct R%d(pub Vec<u64>);\n\n' "$i" ;;
+            esac
+            case $((i % 3)) in
+            0) printf '%s\npub fn f%d(n: u64) -> R%d {\n    R%d(n.wrapping_mul(%d))\n}\n\n' "$attr" "$i" "$i" "$i" "$i" ;;
+            1) printf '%s\npub fn f%d(name: &str, n: u32) -> R%d {\n    R%d(format!("{name} {n} %d"))\n}\n\n' "$attr" "$i" "$i" "$i" "$i" ;;
+            2) printf '%s\npub async fn f%d(id: u64) -> R%d {\n    R%d(vec![id, %d])\n}\n\n' "$attr" "$i" "$i" "$i" "$i" ;;
+            esac
+            continue
+        fi
         case $((i % 3)) in
         0) printf '%s\npub fn f%d(n: u64) -> u64 {\n    n.wrapping_mul(%d)\n}\n\n' "$attr" "$i" "$i" ;;
         1) printf '%s\npub fn f%d(name: &str, n: u32) -> String {\n    format!("{name} {n} %d")\n}\n\n' "$attr" "$i" "$i" ;;
@@ -27,12 +47,12 @@ functions() { # $1 = attribute line for each function (empty for the plain crate
 }
 
 calls() {
-    local i
+    local i field=${distinct:+.0}
     for i in $(seq 0 49); do
         case $((i % 3)) in
-        0) printf '    sum += f%d(1) as usize;\n' "$i" ;;
-        1) printf '    sum += f%d("x", 2).len();\n' "$i" ;;
-        2) printf '    sum += runtime.block_on(f%d(3)).len();\n' "$i" ;;
+        0) printf '    sum += f%d(1)%s as usize;\n' "$i" "$field" ;;
+        1) printf '    sum += f%d("x", 2)%s.len();\n' "$i" "$field" ;;
+        2) printf '    sum += runtime.block_on(f%d(3))%s.len();\n' "$i" "$field" ;;
         esac
     done
 }
@@ -49,6 +69,7 @@ publish = false
 [dependencies]
 cache-runtime = { path = "$root/cache-runtime" }
 tokio = { version = "1", default-features = false, features = ["rt"] }
+serde = { version = "1", features = ["derive"] }
 EOF
     {
         printf '#![allow(clippy::all)]\n'
