@@ -57,16 +57,18 @@ pub(crate) struct Entry<V: ?Sized> {
 
 impl<V: ?Sized> Clone for Entry<V> {
     fn clone(&self) -> Self {
-        self.times().with(Arc::clone(&self.value))
+        Entry {
+            value: Arc::clone(&self.value),
+            ..*self
+        }
     }
 }
 
 impl<V: Send + Sync + 'static> Entry<V> {
     /// The same entry, its value's type erased (the value is not copied).
     fn erased(self) -> Entry<AnyValue> {
-        let times = self.times();
-        let value: Arc<AnyValue> = self.value;
-        times.with(value)
+        self.with_value(|value| Some(value as Arc<AnyValue>))
+            .expect("erasing a type always succeeds")
     }
 }
 
@@ -74,8 +76,7 @@ impl Entry<AnyValue> {
     /// The entry with its value's type back, `None` if it is not a `V` (never the case: each
     /// store holds the values of one function).
     fn typed<V: Send + Sync + 'static>(self) -> Option<Entry<V>> {
-        let times = self.times();
-        Some(times.with(self.value.downcast::<V>().ok()?))
+        self.with_value(|value| value.downcast::<V>().ok())
     }
 }
 
@@ -108,41 +109,27 @@ impl<V> Entry<V> {
     }
 }
 
-/// An entry's fields but its value.
-#[derive(Clone, Copy)]
-struct EntryTimes {
-    deadline: u64,
-    keep_until: u64,
-    delta_beta: u64,
-    fallback_until: u64,
-    born: u64,
-    weight: u32,
-}
-
-impl EntryTimes {
-    fn with<V: ?Sized>(self, value: Arc<V>) -> Entry<V> {
-        Entry {
-            value,
-            deadline: self.deadline,
-            keep_until: self.keep_until,
-            delta_beta: self.delta_beta,
-            fallback_until: self.fallback_until,
-            born: self.born,
-            weight: self.weight,
-        }
-    }
-}
-
 impl<V: ?Sized> Entry<V> {
-    fn times(&self) -> EntryTimes {
-        EntryTimes {
-            deadline: self.deadline,
-            keep_until: self.keep_until,
-            delta_beta: self.delta_beta,
-            fallback_until: self.fallback_until,
-            born: self.born,
-            weight: self.weight,
-        }
+    /// The same entry with the value `f` makes of this one's (`None` if `f` gives none).
+    fn with_value<W: ?Sized>(self, f: impl FnOnce(Arc<V>) -> Option<Arc<W>>) -> Option<Entry<W>> {
+        let Entry {
+            value,
+            deadline,
+            keep_until,
+            delta_beta,
+            fallback_until,
+            born,
+            weight,
+        } = self;
+        Some(Entry {
+            value: f(value)?,
+            deadline,
+            keep_until,
+            delta_beta,
+            fallback_until,
+            born,
+            weight,
+        })
     }
 
     /// When moka may drop it: once it can neither be served nor stand in for a failure.
