@@ -8,7 +8,8 @@
 //!     target/release/page_profile ours 200
 //! ```
 //!
-//! Arguments: the contender (`ours`, `floor`) and the number of pages after warming (default
+//! Arguments: the contender (`ours`, `floor`, or `warm`: the same page with every fragment
+//! already in L1 and this thread's front table) and the number of pages after warming (default
 //! 200). Only the page itself is counted: emptying L1 or the moka cache before each page is
 //! left out. It starts its own redis-server (see `benches::Redis`).
 
@@ -30,6 +31,12 @@ fn measured_ours() -> usize {
     preload((0..FRAGMENTS).map(emptied::key), || {
         (0..FRAGMENTS).map(|n| emptied(n).len()).sum()
     })
+}
+
+/// The same page as [`measured_ours`], with nothing cleared before it.
+#[inline(never)]
+fn measured_warm() -> usize {
+    measured_ours()
 }
 
 #[inline(never)]
@@ -60,6 +67,7 @@ fn main() {
                 emptied::clear_local();
                 sum += measured_ours();
             }
+            "warm" => sum += measured_warm(),
             _ => {
                 moka.invalidate_all();
                 moka.run_pending_tasks();
