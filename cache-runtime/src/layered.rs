@@ -242,6 +242,23 @@ enum Step<V: 'static> {
     Compute(Work<V>),
 }
 
+/// Where [`CachedFn::prepare_start`] left a call.
+enum Start<V: 'static> {
+    /// L1 or a preload scope answered.
+    Answered(V),
+    /// On to the single flight, the shared store and the lock.
+    Ahead(Ahead<V>),
+}
+
+/// What the first part of `prepare` found out, for the rest.
+struct Ahead<V: 'static> {
+    /// A value to hand out while another caller refreshes it.
+    servable: Option<V>,
+    /// The key's shard's landings count before the L1 lookup (see `Flights::landed`).
+    landed: u64,
+    remote: Option<Remote>,
+}
+
 /// A value encoded for the shared store, and how long the store keeps it.
 struct Write {
     bytes: Vec<u8>,
@@ -483,6 +500,17 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// newer than the scope's; the lookup is also the read moka's admission policy counts, so
     /// a backfill from a scope is admitted into a full L1 as readily as one from a GET.
     async fn prepare<I: Io>(&'static self, io: &I, call: &Call<'_, V>) -> Step<V> {
+        match self.prepare_start(call) {
+            Start::Answered(value) => Step::Answer(value),
+            Start::Ahead(ahead) => self.prepare_rest(io, call, ahead).await,
+        }
+    }
+
+    /// The part of [`prepare`](Self::prepare) that waits on nothing: L1 and the preload
+    /// scope. Most calls past the front table end here, so [`routed`](Self::routed) awaits
+    /// the rest, the part that may wait, only when needed, and in a box of its own: the
+    /// future of every cached `async fn` stays small.
+    fn prepare_start(&'static self, call: &Call<'_, V>) -> Start<V> {
         self.list();
         // A value to hand out while another caller refreshes it.
         let mut servable = None;
@@ -498,7 +526,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 verdict => verdict,
             };
             match verdict {
-                Verdict::Fresh => return Step::Answer(self.l1_served(call, entry)),
+                Verdict::Fresh => return Start::Answered(self.l1_served(call, entry)),
                 Verdict::Refresh => servable = Some(entry.into_value()),
                 Verdict::Gone => {}
             }
@@ -516,7 +544,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         }
         let ask_first = !call.force_refresh
             && match preloaded {
-                Preloaded::Served(Backfill::Fresh(value)) => return Step::Answer(value),
+                Preloaded::Served(Backfill::Fresh(value)) => return Start::Answered(value),
                 // Redis held what the scope holds: refresh it without asking again.
                 Preloaded::Served(Backfill::Servable(value)) => {
                     servable = Some(value);
@@ -528,7 +556,26 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             };
         // Neither L1 nor a scope answered: a miss, traced from here.
         call.trace.begin(&self.settings.name);
-        let remote = self.remote_for(call, ask_first);
+        Start::Ahead(Ahead {
+            servable,
+            landed,
+            remote: self.remote_for(call, ask_first),
+        })
+    }
+
+    /// The part of [`prepare`](Self::prepare) that may wait: the single flight, the shared
+    /// store, the lock.
+    async fn prepare_rest<I: Io>(
+        &'static self,
+        io: &I,
+        call: &Call<'_, V>,
+        ahead: Ahead<V>,
+    ) -> Step<V> {
+        let Ahead {
+            mut servable,
+            landed,
+            remote,
+        } = ahead;
         loop {
             let leader = match self.flights.join(call.args, call.probe.hash) {
                 Joined::Leader(leader) => leader,

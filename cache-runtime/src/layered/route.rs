@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::time::Instant;
 
-use super::{CachedFn, Call, FrontKey, Pending, Probed, Step};
+use super::{CachedFn, Call, FrontKey, Pending, Probed, Start, Step};
 use crate::front::{Lookup, Probe};
 use crate::io::{Io, NonBlocking};
 use crate::key::KeyBuf;
@@ -159,12 +159,18 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             Route::Body => return body.await,
             Route::Miss(call) => call,
         };
-        let out = match self.prepare(io, &call).await {
+        // The steps that may wait are awaited in boxes: only a call that gets that far pays
+        // for the allocation, and the future of every call stays the size of what it holds.
+        let step = match self.prepare_start(&call) {
+            Start::Answered(value) => Step::Answer(value),
+            Start::Ahead(ahead) => Box::pin(self.prepare_rest(io, &call, ahead)).await,
+        };
+        let out = match step {
             Step::Answer(value) => O::from_cached(value),
             Step::Compute(work) => {
                 let started = self.began(&call);
                 let out = body.await;
-                self.computed(io, &call, work, out, started).await
+                Box::pin(self.computed(io, &call, work, out, started)).await
             }
         };
         call.trace.finish(call.budget.on_store());
