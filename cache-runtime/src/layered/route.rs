@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::time::Instant;
 
-use super::{CachedFn, Call, FrontKey, Pending, Probed, Start, Step};
+use super::{Ahead, CachedFn, Call, FrontKey, Pending, Probed, Start, Step};
 use crate::front::{Lookup, Probe};
 use crate::io::{Io, NonBlocking};
 use crate::key::KeyBuf;
@@ -148,33 +148,56 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
     /// Runs a routed call: its answer, its body alone, or everything after a front-table
     /// miss (the body runs only if this caller leads the computation).
-    pub(super) async fn routed<I: Io, O: Outcome<V>>(
+    ///
+    /// The future is an `async` block, not an `async fn`, so that it holds its arguments
+    /// once (an `async fn` copies them into locals of its own), and the steps that may wait
+    /// are awaited in a box: what every call's future holds is its route, its body and a
+    /// pointer. Only a call that gets past L1 and the scope pays for the allocation.
+    #[allow(clippy::manual_async_fn)] // an `async fn` would hold the route twice
+    pub(super) fn routed<'a, I, O, F>(
+        &'static self,
+        io: &'a I,
+        route: Route<'a, V>,
+        body: F,
+    ) -> impl Future<Output = O> + use<'a, V, I, O, F>
+    where
+        I: Io,
+        O: Outcome<V>,
+        F: Future<Output = O>,
+    {
+        async move {
+            // The call is used where it lies, in the future's captures.
+            let call = match route {
+                Route::Answer(value) => return O::from_cached(value),
+                Route::Body => return body.await,
+                Route::Miss(ref call) => call,
+            };
+            let out = match self.prepare_start(call) {
+                Start::Answered(value) => O::from_cached(value),
+                Start::Ahead(ahead) => Box::pin(self.ahead(io, call, ahead, body)).await,
+            };
+            call.trace.finish(call.budget.on_store());
+            out
+        }
+    }
+
+    /// A routed call past L1 and the scope: the flight, the shared store, the lock, and, for
+    /// the leader, the body and storing its result.
+    async fn ahead<I: Io, O: Outcome<V>>(
         &'static self,
         io: &I,
-        route: Route<'_, V>,
+        call: &Call<'_, V>,
+        ahead: Ahead<V>,
         body: impl Future<Output = O>,
     ) -> O {
-        let call = match route {
-            Route::Answer(value) => return O::from_cached(value),
-            Route::Body => return body.await,
-            Route::Miss(call) => call,
-        };
-        // The steps that may wait are awaited in boxes: only a call that gets that far pays
-        // for the allocation, and the future of every call stays the size of what it holds.
-        let step = match self.prepare_start(&call) {
-            Start::Answered(value) => Step::Answer(value),
-            Start::Ahead(ahead) => Box::pin(self.prepare_rest(io, &call, ahead)).await,
-        };
-        let out = match step {
+        match self.prepare_rest(io, call, ahead).await {
             Step::Answer(value) => O::from_cached(value),
             Step::Compute(work) => {
-                let started = self.began(&call);
+                let started = self.began(call);
                 let out = body.await;
-                Box::pin(self.computed(io, &call, work, out, started)).await
+                self.computed(io, call, work, out, started).await
             }
-        };
-        call.trace.finish(call.budget.on_store());
-        out
+        }
     }
 
     /// The start of a computation: traced from here (a detached refresh's too).
