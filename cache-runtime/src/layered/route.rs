@@ -150,9 +150,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// miss (the body runs only if this caller leads the computation).
     ///
     /// The future is an `async` block, not an `async fn`, so that it holds its arguments
-    /// once (an `async fn` copies them into locals of its own), and the steps that may wait
-    /// are awaited in a box: what every call's future holds is its route, its body and a
-    /// pointer. Only a call that gets past L1 and the scope pays for the allocation.
+    /// once (an `async fn` copies them into locals of its own), and an async call awaits the
+    /// steps that may wait in a box ([`Io::hold`]): what its future holds is its route, its
+    /// body and a pointer. Only a call that gets past L1 and the scope pays for the
+    /// allocation; a sync call, run on the stack, holds them in place.
     #[allow(clippy::manual_async_fn)] // an `async fn` would hold the route twice
     pub(super) fn routed<'a, I, O, F>(
         &'static self,
@@ -174,7 +175,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             };
             let out = match self.prepare_start(call) {
                 Start::Answered(value) => O::from_cached(value),
-                Start::Ahead(ahead) => Box::pin(self.ahead(io, call, ahead, body)).await,
+                Start::Ahead(ahead) => I::hold(self.ahead(io, call, ahead, body)).await,
             };
             call.trace.finish(call.budget.on_store());
             out
