@@ -17,34 +17,35 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::LocalKey;
 use std::time::{Duration, Instant};
 
 use crate::clock;
 use crate::codec::{self, DecodeError, DefaultCodec, Header};
 use crate::coherence::{self, Change, Coherent, Stamps};
-use crate::config::{self, Installed};
 use crate::doorkeeper::Doorkeeper;
-use crate::flight::{self, Flights, Joined, Leader};
+use crate::flight::{Flights, Joined, Leader};
 use crate::freshness::{Lifetime, Verdict};
 use crate::front::{self, Epochs, Front, Lookup, Probe};
 use crate::io::{self, Blocking, Io, NonBlocking};
-use crate::key::{self, Key, KeyBuf, KeyOwner};
+use crate::key::{Key, KeyBuf, KeyOwner};
 use crate::lock::{self, Lock};
 use crate::mode::{self, Mode};
 use crate::outcome::Outcome;
 use crate::scope::{self, Preloaded};
 use crate::stats::{Counters, Stats};
 use crate::store::local::{Bound, Entry, LocalStore, Policy, SizeFn};
-use crate::store::{Budget, Failure, Op, Reply, SharedStore};
+use crate::store::{Budget, Op, Reply, SharedStore};
 use crate::sync::background;
 
 mod batch;
+mod fn_core;
 mod route;
 mod shortcut;
 mod trace;
 pub use batch::BatchOutcome;
+use fn_core::FnCore;
 use route::Route;
 pub use shortcut::{Pending, Probed};
 use trace::{Asked, Ending, Trace};
@@ -104,7 +105,9 @@ pub struct Settings {
 
 /// Everything one `#[cached]` function keeps: its L1, flights, counters and settings.
 pub struct CachedFn<V> {
-    settings: Settings,
+    /// What does not depend on the value type (see `fn_core`); its fields and methods are
+    /// reached through `Deref`.
+    core: FnCore,
     remote: Option<RemoteCodec<V>>,
     l1: LocalStore<V>,
     epoch: AtomicU64,
@@ -115,11 +118,6 @@ pub struct CachedFn<V> {
     /// Whether the function is in the listener's registry (see `coherence`).
     registered: AtomicBool,
     flights: Flights,
-    counters: Counters,
-    /// Error reply codes logged at `warn`, and when (unix ms) they last were.
-    warned: Mutex<Vec<(String, u64)>>,
-    /// Whether the warning about a named store that is not configured was given.
-    missing_store_warned: AtomicBool,
     /// Whether the function is in the process's list (see `registry`).
     listed: AtomicBool,
     /// A lifetime decided by the value (`none_ttl`, `expires`): `Some` replaces the `ttl`.
@@ -127,14 +125,20 @@ pub struct CachedFn<V> {
     /// The identity preload scopes know this cache by, when it is not its address: a
     /// `cached_block!` is known by its name's owner (see `block`).
     alias: std::sync::OnceLock<usize>,
-    /// The name as its histograms' label.
-    label: trace::Label,
     /// Which keys a full L1 admits from preload scopes (see `doorkeeper`).
     doorkeeper: Doorkeeper,
 }
 
 /// A lifetime decided by the value itself; `None` keeps the function's `ttl`.
 pub type ValueTtl<V> = fn(&V) -> Option<Duration>;
+
+impl<V> std::ops::Deref for CachedFn<V> {
+    type Target = FnCore;
+
+    fn deref(&self) -> &FnCore {
+        &self.core
+    }
+}
 
 impl<V> CachedFn<V> {
     fn address(&self) -> usize {
@@ -185,9 +189,6 @@ impl<V> CachedFn<V> {
         self
     }
 }
-
-/// How often one function logs one kind of error reply at `warn`.
-const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// The thread-local front table type generated code declares.
 pub type FrontKey<V> = LocalKey<Front<V>>;
@@ -290,22 +291,18 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// A function's cache; `remote` is `None` for `local` functions.
     pub fn new(settings: Settings, remote: Option<RemoteCodec<V>>) -> Self {
         CachedFn {
-            label: trace::Label::new(&settings.name),
             l1: LocalStore::new(
                 Bound::Entries(settings.capacity),
                 settings.idle,
                 settings.policy,
             ),
-            settings,
+            core: FnCore::new(settings, remote.is_some()),
             remote,
             epoch: AtomicU64::new(0),
             front_epochs: Epochs::new(),
             stamps: Stamps::new(),
             registered: AtomicBool::new(false),
             flights: Flights::new(),
-            counters: Counters::default(),
-            warned: Mutex::new(Vec::new()),
-            missing_store_warned: AtomicBool::new(false),
             listed: AtomicBool::new(false),
             value_ttl: None,
             alias: std::sync::OnceLock::new(),
@@ -818,49 +815,6 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         self.remote_of(call.args, ask_first)
     }
 
-    /// The shared-store side of a call with these encoded arguments.
-    fn remote_of(&self, args: &str, ask_first: bool) -> Option<Remote> {
-        self.remote.as_ref()?;
-        let installed = config::current()?;
-        let store = self.store_in(&installed)?;
-        if !store.available() {
-            // The breaker is open: skip the key, the encoding and the requests altogether.
-            Counters::add(&self.counters.l2_errors);
-            return None;
-        }
-        let key = key::remote_key(
-            &installed.prefix,
-            &self.settings.name,
-            self.settings.version,
-            args,
-        );
-        Some(Remote {
-            store: Arc::clone(store),
-            key,
-            ask_first,
-            channel: installed.channel(self.settings.store).cloned(),
-        })
-    }
-
-    /// This function's store in `installed`; a named store that is not configured is
-    /// warned about once, and the function keeps to L1.
-    fn store_in<'a>(&self, installed: &'a Installed) -> Option<&'a Arc<dyn SharedStore>> {
-        let found = installed.store(self.settings.store);
-        if found.is_none() {
-            if let Some(name) = self.settings.store {
-                if !self.missing_store_warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        function = %self.settings.name,
-                        store = name,
-                        "this function names a store the installed config does not have; \
-                         it keeps its values in memory only"
-                    );
-                }
-            }
-        }
-        found
-    }
-
     /// GETs the key; a decodable, fresh value is backfilled and returned.
     async fn read_remote<I: Io>(
         &'static self,
@@ -1065,29 +1019,6 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         }
     }
 
-    /// Sends the shared store's write of a stored value, if there is one to send, announced
-    /// to other processes as a change of the key with these encoded arguments.
-    async fn send_write(
-        &self,
-        io: &impl Io,
-        remote: Option<&Remote>,
-        write: Option<Write>,
-        args: &str,
-        budget: &Budget,
-    ) -> bool {
-        let (Some(remote), Some(write)) = (remote, write) else {
-            return false;
-        };
-        let op = Op::Set {
-            key: &remote.key,
-            value: &write.bytes,
-            ttl: write.ttl,
-        };
-        self.send_announced(io, remote, op, Change::Key, args, budget)
-            .await
-            .is_some()
-    }
-
     /// Puts `entry` in L1, unless a message of another process about its key arrived since
     /// its value was asked for (the value may predate the change). Checked again after the
     /// insertion, which a message may have overtaken: then the entry is taken out again and
@@ -1109,90 +1040,6 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             return false;
         }
         true
-    }
-
-    /// Sends `op` to the call's store, announced on the store's channel (when coherence is
-    /// on) as a `change` of the key with these encoded arguments.
-    async fn send_announced(
-        &self,
-        io: &impl Io,
-        remote: &Remote,
-        op: Op<'_>,
-        change: Change,
-        args: &str,
-        budget: &Budget,
-    ) -> Option<Reply> {
-        let Some(channel) = remote.channel.as_deref() else {
-            return self.send(io, remote, op, budget).await;
-        };
-        let message = coherence::message(change, &self.settings.name, self.settings.version, args);
-        let announced = Op::Announced {
-            op: &op,
-            channel,
-            message: &message,
-        };
-        self.send(io, remote, announced, budget).await
-    }
-
-    /// Sends one operation to the call's store; a failure is counted and logged, and reads
-    /// as `None`.
-    async fn send(
-        &self,
-        io: &impl Io,
-        remote: &Remote,
-        op: Op<'_>,
-        budget: &Budget,
-    ) -> Option<Reply> {
-        let started = Instant::now();
-        let result = io.run(&*remote.store, op, budget).await;
-        if !matches!(
-            result,
-            Err(Failure::Skipped | Failure::OutOfTime | Failure::NoRuntime)
-        ) {
-            // The store was asked: its latency, for the trace and the histogram.
-            let took = started.elapsed();
-            budget.took(took);
-            trace::store_took(&self.label, remote.store.kind(), &op, took);
-        }
-        match result {
-            Ok(reply) => Some(reply),
-            Err(failure) => {
-                Counters::add(&self.counters.l2_errors);
-                match failure.reply_code() {
-                    Some(code) if self.first_warning(code) => tracing::warn!(
-                        name = %self.settings.name,
-                        store = remote.store.kind(),
-                        code,
-                        %failure,
-                        "the shared store refuses this function's requests; computing without \
-                         it (logged once a minute per function and kind of error)"
-                    ),
-                    _ => {
-                        tracing::debug!(name = %self.settings.name, %failure, "falling back to computing")
-                    }
-                }
-                None
-            }
-        }
-    }
-
-    /// Whether an error reply with this code is the first of its kind for this function in
-    /// the last [`WARN_EVERY`]: an error reply (NOPERM, OOM, READONLY...) tends to come back
-    /// on every call, and is logged at `warn` once in that time.
-    fn first_warning(&self, code: &str) -> bool {
-        let now = clock::unix_millis();
-        let mut warned = flight::lock(&self.warned);
-        match warned.iter_mut().find(|(seen, _)| seen == code) {
-            Some((_, at)) if now.saturating_sub(*at) < WARN_EVERY.as_millis() as u64 => false,
-            Some((_, at)) => {
-                *at = now;
-                true
-            }
-            None => {
-                warned.push((code.to_owned(), now));
-                true
-            }
-        }
     }
 
     /// Removes `args` from L1 and every front table, then from the shared store.
