@@ -9,7 +9,7 @@ pub use crate::freshness::Lifetime;
 pub use crate::front::Front;
 pub use crate::key::{Key, KeyBuf, KeyPart, Shortcut};
 pub use crate::layered::{
-    BatchOutcome, CachedFn, FrontKey, Pending, Probed, RemoteCodec, Settings,
+    BatchOutcome, CachedFn, FrontKey, Layers, Pending, Probed, RemoteCodec, Settings,
 };
 pub use crate::outcome::{Outcome, Plain};
 pub use crate::stats::Stats;
@@ -427,15 +427,15 @@ pub trait CacheCalls<V: 'static> {
     where
         O: Outcome<V> + Send + 'static,
         F: Future<Output = O> + Send + 'static;
-    /// [`CachedFn::key`].
+    /// [`Layers::key`].
     fn key(self, args: KeyBuf) -> Key;
-    /// [`CachedFn::invalidate`].
+    /// [`Layers::invalidate`].
     fn invalidate(self, args: KeyBuf);
-    /// [`CachedFn::invalidate_async`].
+    /// [`Layers::invalidate_async`].
     async fn invalidate_async(self, args: KeyBuf);
-    /// [`CachedFn::stats`].
+    /// [`Layers::stats`].
     fn stats(self) -> Stats;
-    /// [`CachedFn::clear_local`].
+    /// [`Layers::clear_local`].
     fn clear_local(self);
     /// [`CachedFn::peek`].
     fn peek(self, args: KeyBuf) -> Option<V>;
@@ -445,9 +445,9 @@ pub trait CacheCalls<V: 'static> {
     fn put(self, args: KeyBuf, value: V);
     /// [`CachedFn::put_async`].
     async fn put_async(self, args: KeyBuf, value: V);
-    /// [`CachedFn::clear`].
+    /// [`Layers::clear`].
     fn clear(self);
-    /// [`CachedFn::clear_async`].
+    /// [`Layers::clear_async`].
     async fn clear_async(self);
 }
 

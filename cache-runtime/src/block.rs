@@ -9,7 +9,7 @@
 use std::sync::{Mutex, OnceLock};
 
 use crate::key::{Key, KeyBuf, KeyOwner, KeyPart};
-use crate::layered::CachedFn;
+use crate::layered::{CachedFn, Layers};
 use crate::sync::lock;
 
 /// What the keys of one block name point to.
@@ -25,13 +25,13 @@ trait BlockCache: KeyOwner {
     fn invalidate(&self, args: KeyBuf);
 }
 
-impl<V: Clone + Send + Sync + 'static> BlockCache for CachedFn<V> {
+impl BlockCache for Layers {
     fn clear_local(&self) {
-        CachedFn::clear_local(self);
+        Layers::clear_local(self);
     }
 
     fn invalidate(&self, args: KeyBuf) {
-        CachedFn::invalidate(self, args);
+        Layers::invalidate(self, args);
     }
 }
 
@@ -133,9 +133,10 @@ pub(crate) fn register<V: Clone + Send + Sync + 'static>(
     cache: CachedFn<V>,
 ) -> &'static CachedFn<V> {
     let cache: &'static CachedFn<V> = Box::leak(Box::new(cache));
-    let owner = owner(KeyOwner::name(cache));
+    let layers: &'static Layers = cache;
+    let owner = owner(KeyOwner::name(layers));
     cache.set_alias(owner.id());
-    if owner.target.set(cache).is_err() {
+    if owner.target.set(layers).is_err() {
         tracing::warn!(
             name = %owner.name,
             "two `cached_block!`s have this name: they share entries; give each its own name"

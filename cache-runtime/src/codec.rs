@@ -126,11 +126,19 @@ impl std::error::Error for DecodeError {}
 
 /// A stable fingerprint of `T`: FNV-1a over its type name, size and alignment.
 pub fn fingerprint<T>() -> u64 {
+    fingerprint_of(
+        std::any::type_name::<T>(),
+        std::mem::size_of::<T>(),
+        std::mem::align_of::<T>(),
+    )
+}
+
+/// [`fingerprint`] of a type's name, size and alignment: not generic, so compiled once.
+fn fingerprint_of(name: &str, size: usize, align: usize) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let name = std::any::type_name::<T>().as_bytes();
-    let size = (std::mem::size_of::<T>() as u64).to_le_bytes();
-    let align = (std::mem::align_of::<T>() as u64).to_le_bytes();
-    for part in [name, &size, &align] {
+    let size = (size as u64).to_le_bytes();
+    let align = (align as u64).to_le_bytes();
+    for part in [name.as_bytes(), &size, &align] {
         for &b in part {
             h ^= b as u64;
             h = h.wrapping_mul(0x0100_0000_01b3);

@@ -66,7 +66,7 @@ pub(crate) enum Lookup<V> {
 }
 
 /// What a slot is filled with.
-pub(crate) struct Fill<V> {
+pub(crate) struct Fill<V: ?Sized> {
     /// The L1 entry's value (a reference counted, not a copy).
     pub(crate) value: Arc<V>,
     /// Freshness deadline of the entry the value came from.

@@ -38,10 +38,6 @@ pub(crate) trait Io {
     ) -> impl Future<Output = Result<Reply, Failure>>;
     fn wait(&self, waiter: Waiter) -> impl Future<Output = ()>;
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()>;
-    /// How a call's future holds the part of a miss that may wait: in a box for async calls,
-    /// whose futures users hold, join and move (they stay small); in place for sync calls,
-    /// which run on the stack and would only pay for the allocation.
-    fn hold<F: Future>(future: F) -> impl Future<Output = F::Output>;
 }
 
 /// Blocking calls: for sync functions, no runtime needed.
@@ -66,10 +62,6 @@ impl Io for Blocking {
 
     async fn sleep(&self, duration: Duration) {
         off_the_runtime(|| std::thread::sleep(duration));
-    }
-
-    fn hold<F: Future>(future: F) -> impl Future<Output = F::Output> {
-        future
     }
 }
 
@@ -107,10 +99,6 @@ impl Io for NonBlocking {
         tokio::time::sleep(duration).await;
         #[cfg(not(feature = "runtime"))]
         thread_timer::Sleep::new(duration).await;
-    }
-
-    fn hold<F: Future>(future: F) -> impl Future<Output = F::Output> {
-        Box::pin(future)
     }
 }
 

@@ -14,74 +14,72 @@
 //! An entry past its deadline but inside its `stale` window, or picked for early refresh, is
 //! served to every caller but one, which refreshes it. The path is written once as an `async
 //! fn` over [`Io`]: sync calls run it with blocking steps (see [`crate::io`]).
+//!
+//! Past the front table, nothing here depends on the function's value type: [`Layers`] holds
+//! values as `Arc<dyn Any>` ([`Value`]) and is compiled once, in this crate. What is typed, and
+//! so generated again for each value type in the crates that use `#[cached]`, is the thin
+//! shell around it ([`CachedFn`], in `typed`): the front table, and the copy of a value handed
+//! to a caller (see `typed` for what that saved).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::LocalKey;
 use std::time::{Duration, Instant};
 
 use crate::clock;
-use crate::codec::{self, DecodeError, DefaultCodec, Header};
+use crate::codec::{DecodeError, Header};
 use crate::coherence::{self, Change, Coherent, Stamps};
 use crate::doorkeeper::Doorkeeper;
 use crate::flight::{Flights, Joined, Leader};
 use crate::freshness::{Lifetime, Verdict};
-use crate::front::{self, Epochs, Front, Lookup, Probe};
+use crate::front::{self, Epochs, Probe};
 use crate::io::{self, Blocking, Io, NonBlocking};
 use crate::key::{Key, KeyBuf, KeyOwner};
 use crate::lock::{self, Lock};
-use crate::mode::{self, Mode};
-use crate::outcome::Outcome;
 use crate::scope::{self, Preloaded};
 use crate::stats::{Counters, Stats};
-use crate::store::local::{Bound, Entry, LocalStore, Policy, SizeFn};
+use crate::store::local::{AnyValue, Bound, Entry, LocalStore, Policy};
 use crate::store::{Budget, Op, Reply, SharedStore};
-use crate::sync::background;
 
 mod batch;
 mod fn_core;
 mod route;
 mod shortcut;
 mod trace;
+mod typed;
 pub use batch::BatchOutcome;
 use fn_core::FnCore;
-use route::Route;
 pub use shortcut::{Pending, Probed};
 use trace::{Asked, Ending, Trace};
+use typed::FrontFill;
+pub use typed::{CachedFn, FrontKey, RemoteCodec};
 
-/// How a function's values go to and from bytes (absent for `local` functions, which need no
-/// serde bounds).
-pub struct RemoteCodec<V> {
-    encode: EncodeFn<V>,
-    decode: DecodeFn<V>,
-    /// The fingerprint of `V` that `encode` writes and `decode` expects, computed once
-    /// ([`codec::fingerprint`]).
+/// A value as the layers past the front table hold it: shared, and of the function's value
+/// type behind `dyn Any` (each function's layers hold values of its type only).
+pub(crate) type Value = Arc<AnyValue>;
+
+/// How a function's values go to and from bytes, their type erased (see [`RemoteCodec`] for
+/// the typed functions each one calls).
+struct Codec {
+    /// A value and its header to bytes for the shared store, under the fingerprint.
+    encode: Box<EncodeAny>,
+    /// Bytes to a value and its header, checked against the fingerprint.
+    decode: Box<DecodeAny>,
+    /// The fingerprint of the value type that `encode` writes and `decode` expects, computed
+    /// once ([`codec::fingerprint`]).
     fingerprint: u64,
     /// The length `encode` writes, which an L1 bounded by `max_bytes` weighs values by.
-    size: SizeFn<V>,
+    size: Arc<dyn Fn(&AnyValue) -> usize + Send + Sync>,
 }
 
-/// A value and its header to bytes for Redis, under the value type's fingerprint.
-type EncodeFn<V> = fn(&V, Header, u64) -> Result<Vec<u8>, String>;
+/// [`Codec::encode`]: a value of the function's type and its header to bytes.
+type EncodeAny = dyn Fn(&AnyValue, Header, u64) -> Result<Vec<u8>, String> + Send + Sync;
 
-/// Bytes from Redis to a value and its header, checked against the value type's fingerprint.
-type DecodeFn<V> = fn(&[u8], u64) -> Result<(V, Header), DecodeError>;
+/// [`Codec::decode`]: bytes to a value of the function's type and its header.
+type DecodeAny = dyn Fn(&[u8], u64) -> Result<(Value, Header), DecodeError> + Send + Sync;
 
-impl<V> RemoteCodec<V>
-where
-    V: serde::Serialize + serde::de::DeserializeOwned,
-{
-    /// The default codec for `V`.
-    pub fn serde() -> Self {
-        RemoteCodec {
-            encode: codec::encode_fingerprinted::<V, DefaultCodec>,
-            decode: codec::decode_fingerprinted::<V, DefaultCodec>,
-            fingerprint: codec::fingerprint::<V>(),
-            size: codec::encoded_len::<V, DefaultCodec>,
-        }
-    }
-}
+/// A lifetime a value decides for itself (see [`ValueTtl`](typed::ValueTtl)).
+type ValueTtlAny = dyn Fn(&AnyValue) -> Option<Duration> + Send + Sync;
 
 /// The fixed settings of one function, from its `#[cached(..)]` arguments.
 pub struct Settings {
@@ -103,13 +101,14 @@ pub struct Settings {
     pub policy: Policy,
 }
 
-/// Everything one `#[cached]` function keeps: its L1, flights, counters and settings.
-pub struct CachedFn<V> {
-    /// What does not depend on the value type (see `fn_core`); its fields and methods are
-    /// reached through `Deref`.
+/// Everything one `#[cached]` function keeps past its front tables: its L1, flights, counters
+/// and settings, none of it typed by the value (see the module docs).
+pub struct Layers {
+    /// What does not depend on the shared store's side either (see `fn_core`); its fields and
+    /// methods are reached through `Deref`.
     core: FnCore,
-    remote: Option<RemoteCodec<V>>,
-    l1: LocalStore<V>,
+    remote: Option<Codec>,
+    l1: LocalStore,
     epoch: AtomicU64,
     /// What front-table slots are checked against (see `front`).
     front_epochs: Epochs,
@@ -121,7 +120,7 @@ pub struct CachedFn<V> {
     /// Whether the function is in the process's list (see `registry`).
     listed: AtomicBool,
     /// A lifetime decided by the value (`none_ttl`, `expires`): `Some` replaces the `ttl`.
-    value_ttl: Option<ValueTtl<V>>,
+    value_ttl: Option<Box<ValueTtlAny>>,
     /// The identity preload scopes know this cache by, when it is not its address: a
     /// `cached_block!` is known by its name's owner (see `block`).
     alias: std::sync::OnceLock<usize>,
@@ -129,10 +128,7 @@ pub struct CachedFn<V> {
     doorkeeper: Doorkeeper,
 }
 
-/// A lifetime decided by the value itself; `None` keeps the function's `ttl`.
-pub type ValueTtl<V> = fn(&V) -> Option<Duration>;
-
-impl<V> std::ops::Deref for CachedFn<V> {
+impl std::ops::Deref for Layers {
     type Target = FnCore;
 
     fn deref(&self) -> &FnCore {
@@ -140,63 +136,10 @@ impl<V> std::ops::Deref for CachedFn<V> {
     }
 }
 
-impl<V> CachedFn<V> {
-    fn address(&self) -> usize {
-        self as *const Self as *const () as usize
-    }
-
-    /// Runs `call` (a call of this function) so that it runs the body now and stores the
-    /// result, whatever the layers hold (`f::refresh`); other callers keep the current value
-    /// until then, and the calls the body makes run as usual.
-    pub fn run_refreshing<R>(&self, call: impl FnOnce() -> R) -> R {
-        mode::with(Mode::Refresh(self.address()), call)
-    }
-
-    /// [`run_refreshing`](Self::run_refreshing) for an async call.
-    pub async fn run_refreshing_async<F: Future>(&self, call: F) -> F::Output {
-        mode::InMode::new(Mode::Refresh(self.address()), call).await
-    }
-
-    /// Runs `call` (a call of this function) so that it runs the body and reads and stores
-    /// nothing (`f::uncached`); the calls the body makes run as usual.
-    pub fn run_uncached<R>(&self, call: impl FnOnce() -> R) -> R {
-        mode::with(Mode::Uncached(self.address()), call)
-    }
-
-    /// [`run_uncached`](Self::run_uncached) for an async call.
-    pub async fn run_uncached_async<F: Future>(&self, call: F) -> F::Output {
-        mode::InMode::new(Mode::Uncached(self.address()), call).await
-    }
-
-    /// Bounds L1 by the encoded size of its values and keys (`max_bytes`) instead of by
-    /// `capacity`. `size` weighs a value; `None` weighs it with the function's codec (a
-    /// function without one, `local`, must give it).
-    pub fn with_max_bytes(mut self, max_bytes: u64, size: Option<fn(&V) -> usize>) -> Self
-    where
-        V: Clone + Send + Sync + 'static,
-    {
-        let size = size
-            .or(self.remote.as_ref().map(|codec| codec.size))
-            .unwrap_or(|_| 0);
-        let bound = Bound::Bytes(max_bytes, size);
-        self.l1 = LocalStore::new(bound, self.settings.idle, self.settings.policy);
-        self
-    }
-
-    /// Lets each value decide its own lifetime (see [`ValueTtl`]).
-    pub fn with_value_ttl(mut self, value_ttl: ValueTtl<V>) -> Self {
-        self.value_ttl = Some(value_ttl);
-        self
-    }
-}
-
-/// The thread-local front table type generated code declares.
-pub type FrontKey<V> = LocalKey<Front<V>>;
-
 /// Where one call's key lives, computed once per call.
-struct Call<'a, V: 'static> {
+struct Call<'a> {
     /// This thread's front table (`None` for companions, which have none to fill).
-    front: Option<&'static FrontKey<V>>,
+    front: Option<&'static dyn FrontFill>,
     args: &'a str,
     probe: Probe,
     /// The function's epoch (bumped by invalidations), read before any lookup.
@@ -217,44 +160,45 @@ struct Call<'a, V: 'static> {
     trace: Trace,
 }
 
-impl<V> Call<'_, V> {
+impl Call<'_> {
     fn born(&self) -> u64 {
         self.born.load(Ordering::Relaxed)
     }
 }
 
 /// What became of stored bytes read from Redis or a preload scope.
-enum Backfill<V> {
+enum Backfill {
     /// A fresh value, now in L1.
-    Fresh(V),
+    Fresh(Value),
     /// Servable while one caller refreshes it (stale, or picked for early refresh); in L1.
-    Servable(V),
+    Servable(Value),
     /// Past even its stale window; dropped.
     Expired,
     /// Not a value of this function (counted in `decode_errors`).
     Undecodable,
 }
 
-/// Where [`CachedFn::prepare`] ended.
-enum Step<V: 'static> {
+/// Where [`Layers::prepare`] ended.
+enum Step {
     /// A value to return.
-    Answer(V),
-    /// This caller leads: compute.
-    Compute(Work<V>),
+    Answer(Value),
+    /// This caller leads: compute. (Boxed: an async call's future holds it while its body
+    /// runs.)
+    Compute(Box<Work>),
 }
 
-/// Where [`CachedFn::prepare_start`] left a call.
-enum Start<V: 'static> {
+/// Where [`Layers::prepare_start`] left a call.
+enum Start {
     /// L1 or a preload scope answered.
-    Answered(V),
+    Answered(Value),
     /// On to the single flight, the shared store and the lock.
-    Ahead(Ahead<V>),
+    Ahead(Ahead),
 }
 
 /// What the first part of `prepare` found out, for the rest.
-struct Ahead<V: 'static> {
+struct Ahead {
     /// A value to hand out while another caller refreshes it.
-    servable: Option<V>,
+    servable: Option<Value>,
     /// The key's shard's landings count before the L1 lookup (see `Flights::landed`).
     landed: u64,
     remote: Option<Remote>,
@@ -267,12 +211,12 @@ struct Write {
 }
 
 /// What the leader holds while it computes.
-struct Work<V: 'static> {
+struct Work {
     leader: Leader<'static>,
     remote: Option<Remote>,
     lock: Option<lock::Owned>,
     /// The stale (or about to expire) value, when this computation is a refresh.
-    servable: Option<V>,
+    servable: Option<Value>,
     /// This computation replaces a value that front tables may hold as fresh.
     replaces: bool,
 }
@@ -287,216 +231,14 @@ struct Remote {
     channel: Option<Arc<str>>,
 }
 
-impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
-    /// A function's cache; `remote` is `None` for `local` functions.
-    pub fn new(settings: Settings, remote: Option<RemoteCodec<V>>) -> Self {
-        CachedFn {
-            l1: LocalStore::new(
-                Bound::Entries(settings.capacity),
-                settings.idle,
-                settings.policy,
-            ),
-            core: FnCore::new(settings, remote.is_some()),
-            remote,
-            epoch: AtomicU64::new(0),
-            front_epochs: Epochs::new(),
-            stamps: Stamps::new(),
-            registered: AtomicBool::new(false),
-            flights: Flights::new(),
-            listed: AtomicBool::new(false),
-            value_ttl: None,
-            alias: std::sync::OnceLock::new(),
-            doorkeeper: Doorkeeper::new(),
-        }
-    }
-
-    /// Makes preload scopes know this cache by `id` (set once; see `block`).
-    pub(crate) fn set_alias(&self, id: usize) {
-        let _ = self.alias.set(id);
-    }
-
-    /// The key of the call whose arguments encoded to `args`.
-    pub fn key(&'static self, args: KeyBuf) -> Key {
-        Key::new(self, args)
-    }
-
-    /// Counters since the process started.
-    pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
-    }
-
-    /// A detached async call under a [`Mode`]: bypassed (the body alone) or a forced refresh.
-    async fn unusual_async<O: Outcome<V>>(
-        &'static self,
-        mode: Mode,
-        front: &'static FrontKey<V>,
-        args: &KeyBuf,
-        probe: Probe,
-        body: impl Future<Output = O>,
-    ) -> O {
-        match mode {
-            Mode::Refresh(_) => {
-                let call = self.forced_refresh(front, args.as_str(), probe);
-                self.routed(&NonBlocking, Route::Miss(call), body).await
-            }
-            _ => body.await,
-        }
-    }
-
-    /// The call site of `f::refresh(..)`: it computes now, whatever the layers hold.
-    fn forced_refresh<'a>(
-        &self,
-        front: &'static FrontKey<V>,
-        args: &'a str,
-        probe: Probe,
-    ) -> Call<'a, V> {
-        let mut call = self.call_site(front, args, probe, Lookup::Miss);
-        call.force_refresh = true;
-        call
-    }
-
-    #[inline]
-    fn front_hit(&self, front: &'static FrontKey<V>, probe: &Probe, args: &str) -> Lookup<V> {
-        let epoch = self.front_epochs.of(probe.hash);
-        front
-            .try_with(|table| table.get(probe, args, epoch))
-            .unwrap_or(Lookup::Miss)
-    }
-
-    /// A sync call's miss ([`routed`](Self::routed)), run to its end on this thread. The body is passed
-    /// on as a `dyn FnMut`, so that the miss path's code is shared by every function with the
-    /// same value and return types instead of being generated again for each body (most of
-    /// what `#[cached]` costs at compile time).
-    fn blocking_miss<O: Outcome<V>>(
-        &'static self,
-        call: Call<'_, V>,
-        body: impl FnOnce() -> O,
-    ) -> O {
-        let mut body = Some(body);
-        let mut run = move || (body.take().expect("a body runs once per call"))();
-        self.blocking_miss_shared(call, &mut run)
-    }
-
-    #[inline(never)]
-    fn blocking_miss_shared<O: Outcome<V>>(
-        &'static self,
-        call: Call<'_, V>,
-        body: &mut dyn FnMut() -> O,
-    ) -> O {
-        io::block_on(self.routed(&Blocking, Route::Miss(call), async move { body() }))
-    }
-
-    fn call_site<'a>(
-        &self,
-        front: &'static FrontKey<V>,
-        args: &'a str,
-        probe: Probe,
-        lookup: Lookup<V>,
-    ) -> Call<'a, V> {
-        Call {
-            front: Some(front),
-            args,
-            probe,
-            epoch: self.epoch.load(Ordering::Acquire),
-            front_epoch: self.front_epochs.of(probe.hash),
-            picked_for_refresh: match lookup {
-                Lookup::PickedForRefresh(deadline) => Some(deadline),
-                _ => None,
-            },
-            budget: Budget::default(),
-            force_refresh: false,
-            born: AtomicU64::new(0),
-            trace: Trace::default(),
-        }
-    }
-
-    /// An async call whose refreshes run in a spawned task: a caller that finds a stale value
-    /// (or is picked for early refresh) returns it at once and the refresh goes on in the
-    /// background. Generated for `stale` / `refresh = early` functions whose arguments are
-    /// owned, so that the body can outlive the call.
-    pub async fn call_async_detached<O, F>(
-        &'static self,
-        front: &'static FrontKey<V>,
-        args: &KeyBuf,
-        body: F,
-    ) -> O
-    where
-        O: Outcome<V> + Send + 'static,
-        F: Future<Output = O> + Send + 'static,
-    {
-        let probe = Probe::of(args);
-        let mode = mode::for_call(self.address());
-        if mode != Mode::Normal {
-            return self.unusual_async(mode, front, args, probe, body).await;
-        }
-        let lookup = match self.front_hit(front, &probe, args.as_str()) {
-            Lookup::Hit(value) => return O::from_cached(value),
-            lookup => lookup,
-        };
-        self.detached_miss(front, args, probe, lookup, body).await
-    }
-
-    /// [`call_async_detached`](Self::call_async_detached) after a front-table miss.
-    async fn detached_miss<O, F>(
-        &'static self,
-        front: &'static FrontKey<V>,
-        args: &KeyBuf,
-        probe: Probe,
-        lookup: Lookup<V>,
-        body: F,
-    ) -> O
-    where
-        O: Outcome<V> + Send + 'static,
-        F: Future<Output = O> + Send + 'static,
-    {
-        let call = self.call_site(front, args.as_str(), probe, lookup);
-        let mut work = match self.prepare(&NonBlocking, &call).await {
-            Step::Answer(value) => {
-                call.trace.finish(call.budget.on_store());
-                return O::from_cached(value);
-            }
-            Step::Compute(work) => work,
-        };
-        let (Some(value), Some(runtime)) = (work.servable.take(), background()) else {
-            let out = self.compute(&NonBlocking, &call, work, body).await;
-            call.trace.finish(call.budget.on_store());
-            return out;
-        };
-        let (args, probe, epoch, front_epoch) = (
-            call.args.to_owned(),
-            call.probe,
-            call.epoch,
-            call.front_epoch,
-        );
-        let (picked_for_refresh, born) = (call.picked_for_refresh, call.born());
-        runtime.spawn(async move {
-            let call = Call {
-                front: Some(front),
-                args: &args,
-                probe,
-                epoch,
-                front_epoch,
-                picked_for_refresh,
-                budget: Budget::default(),
-                force_refresh: false,
-                born: AtomicU64::new(born),
-                trace: Trace::default(),
-            };
-            self.compute(&NonBlocking, &call, work, body).await;
-            call.trace.finish(call.budget.on_store());
-        });
-        call.trace.ended(Ending::Stale);
-        call.trace.finish(call.budget.on_store());
-        O::from_cached(self.count_hit(value))
-    }
-
+impl Layers {
     /// The lookups after a front-table miss: L1, the preload scope, the single flight, Redis,
     /// the lock. Ends with an answer, or with this caller leading a computation.
     ///
     /// L1 comes before the scope: a value another caller put there since the scope's MGET is
     /// newer than the scope's; the lookup is also the read moka's admission policy counts, so
     /// a backfill from a scope is admitted into a full L1 as readily as one from a GET.
-    async fn prepare<I: Io>(&'static self, io: &I, call: &Call<'_, V>) -> Step<V> {
+    async fn prepare<I: Io>(&'static self, io: &I, call: &Call<'_>) -> Step {
         match self.prepare_start(call) {
             Start::Answered(value) => Step::Answer(value),
             Start::Ahead(ahead) => self.prepare_rest(io, call, ahead).await,
@@ -507,7 +249,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// scope. Most calls past the front table end here, so [`routed`](Self::routed) awaits
     /// the rest, the part that may wait, only when needed, and in a box of its own: the
     /// future of every cached `async fn` stays small.
-    fn prepare_start(&'static self, call: &Call<'_, V>) -> Start<V> {
+    fn prepare_start(&'static self, call: &Call<'_>) -> Start {
         self.list();
         // A value to hand out while another caller refreshes it.
         let mut servable = None;
@@ -562,12 +304,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
     /// The part of [`prepare`](Self::prepare) that may wait: the single flight, the shared
     /// store, the lock.
-    async fn prepare_rest<I: Io>(
-        &'static self,
-        io: &I,
-        call: &Call<'_, V>,
-        ahead: Ahead<V>,
-    ) -> Step<V> {
+    async fn prepare_rest<I: Io>(&'static self, io: &I, call: &Call<'_>, ahead: Ahead) -> Step {
         let Ahead {
             mut servable,
             landed,
@@ -639,53 +376,41 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     }
                 }
             }
-            return Step::Compute(Work {
+            return Step::Compute(Box::new(Work {
                 leader,
                 remote,
                 lock,
                 replaces: servable.is_some() || call.force_refresh,
                 servable,
-            });
+            }));
         }
     }
 
-    /// Runs the body as the leader, stores the result, releases the waiters and the lock.
-    async fn compute<I: Io, O: Outcome<V>>(
+    /// What the leader does once the body returned: stores its result (`value`; `None` when
+    /// it is not to be cached), releases the waiters and the lock. Returns a value to answer
+    /// with instead of the body's result: the one kept for `stale_if_error`, when the body
+    /// failed.
+    async fn computed<I: Io>(
         &'static self,
         io: &I,
-        call: &Call<'_, V>,
-        work: Work<V>,
-        body: impl Future<Output = O>,
-    ) -> O {
-        let started = self.began(call);
-        let out = body.await;
-        self.computed(io, call, work, out, started).await
-    }
-
-    /// [`compute`](Self::compute) once the body returned `out`. A function of its own, not
-    /// generic over the body: every `#[cached]` function with the same value and return types
-    /// shares its code (compile time).
-    async fn computed<I: Io, O: Outcome<V>>(
-        &'static self,
-        io: &I,
-        call: &Call<'_, V>,
-        work: Work<V>,
-        out: O,
+        call: &Call<'_>,
+        work: Box<Work>,
+        value: Option<Value>,
         started: Instant,
-    ) -> O {
+    ) -> Option<Value> {
         let Work {
             leader,
             remote,
             lock,
             replaces,
             ..
-        } = work;
+        } = *work;
         call.trace.computed(&self.label, started.elapsed());
-        call.trace.ended(match out.cacheable() {
+        call.trace.ended(match value {
             Some(_) => Ending::Computed,
             None => Ending::Uncacheable,
         });
-        let write = self.store_computed(call, remote.as_ref(), &out, started, replaces);
+        let write = self.store_computed(call, remote.as_ref(), value.as_ref(), started, replaces);
         drop(leader);
         if self
             .send_write(io, remote.as_ref(), write, call.args, &call.budget)
@@ -696,18 +421,18 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         if let (Some(remote), Some(owned)) = (&remote, lock) {
             self.send(io, remote, owned.release(), &call.budget).await;
         }
-        if out.cacheable().is_none() && self.settings.lifetime.stale_if_error.is_some() {
-            if let Some(value) = self.fallback(io, call, remote.as_ref()).await {
+        if value.is_none() && self.settings.lifetime.stale_if_error.is_some() {
+            if let Some(stand_in) = self.fallback(io, call, remote.as_ref()).await {
                 Counters::add(&self.counters.stale_served);
                 call.trace.ended(Ending::StaleIfError);
                 tracing::debug!(
                     name = %self.settings.name,
                     "the body failed; serving the last value within `stale_if_error`"
                 );
-                return O::from_cached(value);
+                return Some(stand_in);
             }
         }
-        out
+        None
     }
 
     /// A value that expired at most `stale_if_error` ago, to return instead of a failed
@@ -716,9 +441,9 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     async fn fallback<I: Io>(
         &'static self,
         io: &I,
-        call: &Call<'_, V>,
+        call: &Call<'_>,
         remote: Option<&Remote>,
-    ) -> Option<V> {
+    ) -> Option<Value> {
         if let Some(entry) = self.l1.get_kept(call.args) {
             return Some(entry.into_value());
         }
@@ -739,7 +464,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
     /// A value read from the shared store while refreshing: it may be newer than the copies
     /// front tables hold as fresh, which are then voided (it is in L1 already).
-    fn replaced_if(&self, refreshing: bool, call: &Call<'_, V>, value: V) -> V {
+    fn replaced_if(&self, refreshing: bool, call: &Call<'_>, value: Value) -> Value {
         if refreshing {
             self.front_epochs.bump(call.probe.hash);
         }
@@ -747,53 +472,51 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     }
 
     /// Serves an L1 entry: counts the hit and shares its value with this thread's front table.
-    fn l1_served(&'static self, call: &Call<'_, V>, entry: Entry<V>) -> V {
+    fn l1_served(&'static self, call: &Call<'_>, entry: Entry<AnyValue>) -> Value {
         self.fill_front(call, &entry);
         self.count_hit(entry.into_value())
     }
 
-    fn count_hit(&self, value: V) -> V {
+    fn count_hit(&self, value: Value) -> Value {
         Counters::add(&self.counters.l1_hits);
         value
     }
 
     /// A fresh L1 entry (one another caller may just have stored).
-    fn fresh_in_l1(&'static self, call: &Call<'_, V>) -> Option<V> {
+    fn fresh_in_l1(&'static self, call: &Call<'_>) -> Option<Value> {
         let entry = self.l1.get(call.args)?;
         (!clock::expired(entry.deadline)).then(|| self.l1_served(call, entry))
     }
 
     /// An L1 value that may still be served while it is refreshed (stale, or picked for
     /// early refresh).
-    fn servable_in_l1(&self, call: &Call<'_, V>) -> Option<V> {
+    fn servable_in_l1(&self, call: &Call<'_>) -> Option<Value> {
         let entry = self.l1.get(call.args)?;
         (entry.verdict() != Verdict::Gone).then(|| entry.into_value())
     }
 
-    fn fill_front(&'static self, call: &Call<'_, V>, entry: &Entry<V>) {
+    fn fill_front(&'static self, call: &Call<'_>, entry: &Entry<AnyValue>) {
+        let Some(front) = call.front else {
+            return;
+        };
         let fill = front::Fill {
-            value: entry.value.clone(),
+            value: Arc::clone(&entry.value),
             deadline: entry.deadline,
             delta_beta: entry.delta_beta,
             epoch: call.front_epoch,
         };
-        let Some(front) = call.front else {
-            return;
-        };
-        let _ = front.try_with(|table| {
-            table.put(
-                &call.probe,
-                call.args,
-                fill,
-                &self.counters,
-                self.settings.capacity,
-            )
-        });
+        front.fill(
+            &call.probe,
+            call.args,
+            fill,
+            &self.counters,
+            self.settings.capacity,
+        );
     }
 
     /// What a preload scope holds for this call; a value found there is backfilled into L1,
     /// and counted when served.
-    fn preloaded(&'static self, call: &Call<'_, V>) -> Preloaded<Backfill<V>> {
+    fn preloaded(&'static self, call: &Call<'_>) -> Preloaded<Backfill> {
         if self.remote.is_none() {
             return Preloaded::Unknown;
         }
@@ -811,7 +534,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
     /// The shared-store side of this call, if any. `ask_first`: read the key before
     /// computing.
-    fn remote_for(&'static self, call: &Call<'_, V>, ask_first: bool) -> Option<Remote> {
+    fn remote_for(&'static self, call: &Call<'_>, ask_first: bool) -> Option<Remote> {
         self.remote_of(call.args, ask_first)
     }
 
@@ -819,9 +542,9 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     async fn read_remote<I: Io>(
         &'static self,
         io: &I,
-        call: &Call<'_, V>,
+        call: &Call<'_>,
         remote: &Remote,
-    ) -> Option<V> {
+    ) -> Option<Value> {
         call.trace.asked(Asked::L2);
         let Reply::Value(bytes) = self
             .send(io, remote, Op::Get(&remote.key), &call.budget)
@@ -842,11 +565,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     async fn lock<I: Io>(
         &'static self,
         io: &I,
-        call: &Call<'_, V>,
+        call: &Call<'_>,
         remote: &Remote,
         lease: Duration,
         have_servable: bool,
-    ) -> Lock<V> {
+    ) -> Lock<Value> {
         call.trace.asked(Asked::Lock);
         let mut waiting = lock::Waiting::new(&remote.key, lease);
         let mut waited: Option<Instant> = None;
@@ -895,24 +618,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// This thread's front table is left to the next L1 hit: a value read from Redis or a
     /// scope is often used once, and copying it there too would cost every backfill.
     /// `asked_at`: when the bytes were asked for (see `coherence`).
-    fn decode_into_l1(
-        &'static self,
-        call: &Call<'_, V>,
-        bytes: &[u8],
-        asked_at: u64,
-    ) -> Backfill<V> {
+    fn decode_into_l1(&'static self, call: &Call<'_>, bytes: &[u8], asked_at: u64) -> Backfill {
         self.decode(call, bytes, asked_at, true)
     }
 
     /// [`decode_into_l1`](Self::decode_into_l1), or with `keep` false the same answer with
     /// nothing kept in L1 (a value the doorkeeper turned away).
-    fn decode(
-        &'static self,
-        call: &Call<'_, V>,
-        bytes: &[u8],
-        asked_at: u64,
-        keep: bool,
-    ) -> Backfill<V> {
+    fn decode(&'static self, call: &Call<'_>, bytes: &[u8], asked_at: u64, keep: bool) -> Backfill {
         let Some(remote) = self.remote.as_ref() else {
             return Backfill::Undecodable;
         };
@@ -949,16 +661,16 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// to send. Nothing is stored if the function was invalidated meanwhile, here or (for
     /// this key) in another process (the value may predate the invalidation). When the value `replaces` one that front tables may hold
     /// as fresh, their copies are voided once the new one is in L1.
-    fn store_computed<O: Outcome<V>>(
+    fn store_computed(
         &'static self,
-        call: &Call<'_, V>,
+        call: &Call<'_>,
         remote: Option<&Remote>,
-        out: &O,
+        value: Option<&Value>,
         started: Instant,
         replaces: bool,
     ) -> Option<Write> {
         Counters::add(&self.counters.misses);
-        let value = out.cacheable()?;
+        let value = value?;
         if self.epoch.load(Ordering::Acquire) != call.epoch {
             return None;
         }
@@ -974,16 +686,20 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// threads may hold, whose copies are then voided) and encodes the shared store's write.
     fn store_value(
         &'static self,
-        call: &Call<'_, V>,
+        call: &Call<'_>,
         remote: Option<&Remote>,
-        value: &V,
+        value: &Value,
         compute_time: Duration,
         replaces: bool,
     ) -> Option<Write> {
         let lifetime = &self.settings.lifetime;
-        let ttl = self.value_ttl.and_then(|of| of(value)).or(lifetime.ttl);
+        let ttl = self
+            .value_ttl
+            .as_ref()
+            .and_then(|of| of(&**value))
+            .or(lifetime.ttl);
         let times = lifetime.new_entry_for(ttl, compute_time);
-        let entry = Entry::new(value.clone(), &times, call.born());
+        let entry = Entry::new(Arc::clone(value), &times, call.born());
         if !self.keep(call, entry.clone()) {
             // Another process changed the key meanwhile: the value is returned, not kept.
             tracing::trace!(
@@ -1007,7 +723,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 .map(|fresh| clock::unix_millis() + fresh.as_millis() as u64),
             compute_time,
         };
-        match (codec.encode)(value, header, codec.fingerprint) {
+        match (codec.encode)(&**value, header, codec.fingerprint) {
             Ok(bytes) => Some(Write {
                 bytes,
                 ttl: lifetime.remote_ttl(times.fresh_for),
@@ -1023,7 +739,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// its value was asked for (the value may predate the change). Checked again after the
     /// insertion, which a message may have overtaken: then the entry is taken out again and
     /// the front slots a reader may have filled from it are voided.
-    fn keep(&'static self, call: &Call<'_, V>, entry: Entry<V>) -> bool {
+    fn keep(&'static self, call: &Call<'_>, entry: Entry<AnyValue>) -> bool {
         if !self.registered.load(Ordering::Relaxed) && !self.registered.swap(true, Ordering::AcqRel)
         {
             coherence::register(self);
@@ -1075,9 +791,74 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     }
 }
 
-impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
+impl Layers {
+    /// A function's layers; `remote` is `None` for `local` functions.
+    fn new(settings: Settings, remote: Option<Codec>) -> Self {
+        Layers {
+            l1: LocalStore::new(
+                Bound::Entries(settings.capacity),
+                settings.idle,
+                settings.policy,
+            ),
+            core: FnCore::new(settings, remote.is_some()),
+            remote,
+            epoch: AtomicU64::new(0),
+            front_epochs: Epochs::new(),
+            stamps: Stamps::new(),
+            registered: AtomicBool::new(false),
+            flights: Flights::new(),
+            listed: AtomicBool::new(false),
+            value_ttl: None,
+            alias: std::sync::OnceLock::new(),
+            doorkeeper: Doorkeeper::new(),
+        }
+    }
+
+    /// Where a call that missed `front` lives; `picked_for_refresh`: the deadline of the
+    /// front-table copy early refresh picked this caller to refresh.
+    fn call_site<'a>(
+        &self,
+        front: &'static dyn FrontFill,
+        args: &'a str,
+        probe: Probe,
+        picked_for_refresh: Option<u64>,
+    ) -> Call<'a> {
+        Call {
+            front: Some(front),
+            args,
+            probe,
+            epoch: self.epoch.load(Ordering::Acquire),
+            front_epoch: self.front_epochs.of(probe.hash),
+            picked_for_refresh,
+            budget: Budget::default(),
+            force_refresh: false,
+            born: AtomicU64::new(0),
+            trace: Trace::default(),
+        }
+    }
+
+    /// The identity of this function's cache: its address (see [`CachedFn::run_refreshing`]).
+    fn address(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// Makes preload scopes know this cache by `id` (set once; see `block`).
+    pub(crate) fn set_alias(&self, id: usize) {
+        let _ = self.alias.set(id);
+    }
+
+    /// The key of the call whose arguments encoded to `args`.
+    pub fn key(&'static self, args: KeyBuf) -> Key {
+        Key::new(self, args)
+    }
+
+    /// Counters since the process started.
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
     /// A call of a companion (no front table), for the key with these encoded arguments.
-    fn companion_call<'a>(&self, args: &'a KeyBuf) -> Call<'a, V> {
+    fn companion_call<'a>(&self, args: &'a KeyBuf) -> Call<'a> {
         let probe = Probe::of(args);
         Call {
             front: None,
@@ -1095,16 +876,16 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
     /// What the layers hold for these arguments, fresh or servable while refreshing, without
     /// running the body: L1, then the shared store (a value found there is backfilled).
-    pub fn peek(&'static self, args: KeyBuf) -> Option<V> {
-        io::block_on(self.peek_with(&Blocking, &args))
+    fn peek_value(&'static self, args: &KeyBuf) -> Option<Value> {
+        io::block_on(self.peek_with(&Blocking, args))
     }
 
-    /// [`peek`](Self::peek) without blocking the runtime.
-    pub async fn peek_async(&'static self, args: KeyBuf) -> Option<V> {
-        self.peek_with(&NonBlocking, &args).await
+    /// [`peek_value`](Self::peek_value) without blocking the runtime.
+    async fn peek_value_async(&'static self, args: &KeyBuf) -> Option<Value> {
+        self.peek_with(&NonBlocking, args).await
     }
 
-    async fn peek_with<I: Io>(&'static self, io: &I, args: &KeyBuf) -> Option<V> {
+    async fn peek_with<I: Io>(&'static self, io: &I, args: &KeyBuf) -> Option<Value> {
         let call = self.companion_call(args);
         if let Some(entry) = self.l1.get(call.args) {
             if entry.verdict() != Verdict::Gone {
@@ -1126,16 +907,16 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
     /// Stores `value` for these arguments as if the body had returned it: in L1 (replacing
     /// what every thread holds) and in the shared store, with a new lifetime.
-    pub fn put(&'static self, args: KeyBuf, value: V) {
-        io::block_on(self.put_with(&Blocking, &args, value));
+    fn put_value(&'static self, args: &KeyBuf, value: Value) {
+        io::block_on(self.put_with(&Blocking, args, value));
     }
 
-    /// [`put`](Self::put) without blocking the runtime.
-    pub async fn put_async(&'static self, args: KeyBuf, value: V) {
-        self.put_with(&NonBlocking, &args, value).await;
+    /// [`put_value`](Self::put_value) without blocking the runtime.
+    async fn put_value_async(&'static self, args: &KeyBuf, value: Value) {
+        self.put_with(&NonBlocking, args, value).await;
     }
 
-    async fn put_with<I: Io>(&'static self, io: &I, args: &KeyBuf, value: V) {
+    async fn put_with<I: Io>(&'static self, io: &I, args: &KeyBuf, value: Value) {
         let call = self.companion_call(args);
         let remote = self.remote_for(&call, false);
         let write = self.store_value(&call, remote.as_ref(), &value, Duration::ZERO, false);
@@ -1174,7 +955,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 }
 
 /// What the listener of other processes' messages does to this function (see `coherence`).
-impl<V: Clone + Send + Sync + 'static> Coherent for CachedFn<V> {
+impl Coherent for Layers {
     fn name(&self) -> &str {
         &self.settings.name
     }
@@ -1210,7 +991,7 @@ impl<V: Clone + Send + Sync + 'static> Coherent for CachedFn<V> {
     }
 }
 
-impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
+impl Layers {
     /// Puts this function in the process's list on its first call past the front table.
     pub(crate) fn list(&'static self) {
         if !self.listed.load(Ordering::Relaxed) && !self.listed.swap(true, Ordering::AcqRel) {
@@ -1219,13 +1000,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     }
 }
 
-impl<V: Clone + Send + Sync + 'static> crate::registry::Listed for CachedFn<V> {
+impl crate::registry::Listed for Layers {
     fn name(&self) -> &str {
         &self.settings.name
     }
 
     fn stats(&self) -> Stats {
-        CachedFn::stats(self)
+        Layers::stats(self)
     }
 
     fn entries(&self) -> u64 {
@@ -1237,7 +1018,7 @@ impl<V: Clone + Send + Sync + 'static> crate::registry::Listed for CachedFn<V> {
     }
 
     fn clear_local(&self) {
-        CachedFn::clear_local(self)
+        Layers::clear_local(self)
     }
 
     fn reset_stats(&self) {
@@ -1245,7 +1026,7 @@ impl<V: Clone + Send + Sync + 'static> crate::registry::Listed for CachedFn<V> {
     }
 }
 
-impl<V: Clone + Send + Sync + 'static> KeyOwner for CachedFn<V> {
+impl KeyOwner for Layers {
     fn name(&self) -> &str {
         &self.settings.name
     }
@@ -1280,5 +1061,134 @@ impl<V: Clone + Send + Sync + 'static> KeyOwner for CachedFn<V> {
 
     fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
+    }
+}
+
+/// The steps of a miss that may wait, for each kind of [`Io`], as functions that are not
+/// generic and whose futures are polled here: their code is compiled once, in this crate.
+/// (A crate that awaited the future of an `async fn` of this crate would generate its state
+/// machine, and every generic step it awaits, again: only functions that are not generic are
+/// shared between crates, and a future's `poll` is not one.) A sync call runs its steps to
+/// their end right away; an async call's steps are boxed, behind a `dyn Future`.
+impl Layers {
+    /// A sync call past its front table, to its end: `Some` value to answer with, or `None`
+    /// when the answer is what `body` returned. `body` runs the function's body (if this
+    /// caller leads) and gives the part of its result to cache.
+    fn miss_blocking(
+        &'static self,
+        call: Call<'_>,
+        body: &mut dyn FnMut() -> Option<Value>,
+    ) -> Option<Value> {
+        let answer = 'answer: {
+            let ahead = match self.prepare_start(&call) {
+                Start::Answered(value) => break 'answer Some(value),
+                Start::Ahead(ahead) => ahead,
+            };
+            let work = match self.rest_blocking(&call, ahead) {
+                Step::Answer(value) => break 'answer Some(value),
+                Step::Compute(work) => work,
+            };
+            let started = self.began(&call);
+            let value = body();
+            self.computed_blocking(&call, work, value, started)
+        };
+        call.trace.finish(call.budget.on_store());
+        answer
+    }
+
+    fn rest_blocking(&'static self, call: &Call<'_>, ahead: Ahead) -> Step {
+        io::block_on(self.prepare_rest(&Blocking, call, ahead))
+    }
+
+    fn rest_async<'a>(&'static self, call: &'a Call<'a>, ahead: Ahead) -> Boxed<'a, Step> {
+        Box::pin(self.prepare_rest(&NonBlocking, call, ahead))
+    }
+
+    fn computed_blocking(
+        &'static self,
+        call: &Call<'_>,
+        work: Box<Work>,
+        value: Option<Value>,
+        started: Instant,
+    ) -> Option<Value> {
+        io::block_on(self.computed(&Blocking, call, work, value, started))
+    }
+
+    fn computed_async<'a>(
+        &'static self,
+        call: &'a Call<'a>,
+        work: Box<Work>,
+        value: Option<Value>,
+        started: Instant,
+    ) -> Boxed<'a, Option<Value>> {
+        Box::pin(self.computed(&NonBlocking, call, work, value, started))
+    }
+
+    /// [`prepare`](Self::prepare) of an async call.
+    fn prepare_async<'a>(&'static self, call: &'a Call<'a>) -> Boxed<'a, Step> {
+        Box::pin(self.prepare(&NonBlocking, call))
+    }
+}
+
+/// The future of a step of the layers, as an async call awaits it (see above).
+type Boxed<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An [`Io`] with the steps of a miss it runs (see the `impl Layers` above): what the typed
+/// shell awaits, so that it never instantiates the layers' generic code itself.
+trait Steps: Io {
+    /// [`Layers::prepare_rest`] with this kind of I/O.
+    fn rest<'a>(
+        layers: &'static Layers,
+        call: &'a Call<'a>,
+        ahead: Ahead,
+    ) -> impl Future<Output = Step> + 'a;
+
+    /// [`Layers::computed`] with this kind of I/O.
+    fn computed<'a>(
+        layers: &'static Layers,
+        call: &'a Call<'a>,
+        work: Box<Work>,
+        value: Option<Value>,
+        started: Instant,
+    ) -> impl Future<Output = Option<Value>> + 'a;
+}
+
+impl Steps for Blocking {
+    fn rest<'a>(
+        layers: &'static Layers,
+        call: &'a Call<'a>,
+        ahead: Ahead,
+    ) -> impl Future<Output = Step> + 'a {
+        std::future::ready(layers.rest_blocking(call, ahead))
+    }
+
+    fn computed<'a>(
+        layers: &'static Layers,
+        call: &'a Call<'a>,
+        work: Box<Work>,
+        value: Option<Value>,
+        started: Instant,
+    ) -> impl Future<Output = Option<Value>> + 'a {
+        std::future::ready(layers.computed_blocking(call, work, value, started))
+    }
+}
+
+impl Steps for NonBlocking {
+    fn rest<'a>(
+        layers: &'static Layers,
+        call: &'a Call<'a>,
+        ahead: Ahead,
+    ) -> impl Future<Output = Step> + 'a {
+        layers.rest_async(call, ahead)
+    }
+
+    fn computed<'a>(
+        layers: &'static Layers,
+        call: &'a Call<'a>,
+        work: Box<Work>,
+        value: Option<Value>,
+        started: Instant,
+    ) -> impl Future<Output = Option<Value>> + 'a {
+        layers.computed_async(call, work, value, started)
     }
 }

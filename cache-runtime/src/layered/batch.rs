@@ -32,7 +32,8 @@ use std::time::Instant;
 
 mod fleet;
 
-use super::{Backfill, CachedFn, Call, FrontKey, Remote};
+use super::typed::{self, typed};
+use super::{Backfill, CachedFn, Call, FrontKey, Remote, Value};
 use crate::config::{self, Installed};
 use crate::flight::{Joined, Leader, Waiter};
 use crate::freshness::Verdict;
@@ -41,7 +42,7 @@ use crate::io::{self, Blocking, Io, NonBlocking};
 use crate::key::{KeyBuf, RemoteName};
 use crate::scope::Preloaded;
 use crate::stats::Counters;
-use crate::store::local::Entry;
+use crate::store::local::{AnyValue, Entry};
 use crate::store::{Budget, Op, Reply, SetEntry};
 
 /// A return type of a batch function: `HashMap<K, V>` (always cached) or
@@ -79,14 +80,14 @@ impl<K: Eq + Hash, V, S: BuildHasher + Default, E> BatchOutcome<K, V>
 }
 
 /// One distinct id of a batch call and where its key lives.
-struct Element<'a, K, V: 'static> {
+struct Element<'a, K> {
     id: &'a K,
-    call: Call<'a, V>,
+    call: Call<'a>,
     /// Whether the shared store may hold it (no preload scope found it absent).
     ask_first: bool,
     /// Its stale (or picked for early refresh) value: served unless this call leads the
     /// refresh.
-    servable: Option<V>,
+    servable: Option<Value>,
     /// `lock`: the fleet lock was tried (this call holds it, or computes without it).
     lock_settled: bool,
 }
@@ -148,7 +149,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         self.list();
         let keys: Vec<KeyBuf> = ids.iter().map(&encode).collect();
         let mut found: Vec<(K, V)> = Vec::with_capacity(ids.len());
-        let mut pending: Vec<Element<'_, K, V>> = Vec::new();
+        let mut pending: Vec<Element<'_, K>> = Vec::new();
         let mut seen = HashSet::with_capacity(ids.len());
         for (id, args) in ids.iter().zip(&keys) {
             if !seen.insert(args.as_str()) {
@@ -170,7 +171,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             if let Some(entry) = self.l1.get(call.args) {
                 match judged(&call, &entry) {
                     Verdict::Fresh => {
-                        found.push((id.clone(), self.l1_served(&call, entry)));
+                        found.push((id.clone(), typed(self.l1_served(&call, entry))));
                         continue;
                     }
                     Verdict::Refresh => servable = Some(entry.into_value()),
@@ -179,7 +180,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             }
             let ask_first = match self.preloaded(&call) {
                 Preloaded::Served(Backfill::Fresh(value)) => {
-                    found.push((id.clone(), value));
+                    found.push((id.clone(), typed(value)));
                     continue;
                 }
                 // The store held what the scope holds: refresh it without asking again.
@@ -207,8 +208,8 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         // The fleet locks this call holds (see `fleet`).
         let mut held = Vec::new();
         while !pending.is_empty() {
-            let mut led: Vec<(Element<'_, K, V>, Leader<'static>)> = Vec::new();
-            let mut waiting: Vec<(Element<'_, K, V>, Waiter)> = Vec::new();
+            let mut led: Vec<(Element<'_, K>, Leader<'static>)> = Vec::new();
+            let mut waiting: Vec<(Element<'_, K>, Waiter)> = Vec::new();
             for mut element in pending.drain(..) {
                 match self
                     .flights
@@ -222,13 +223,15 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                             Some(_) => None,
                         };
                         match stored {
-                            Some(value) => found.push((element.id.clone(), value)),
+                            Some(value) => found.push((element.id.clone(), typed(value))),
                             None => led.push((element, leader)),
                         }
                     }
                     // Another caller refreshes it: its stale value, without waiting.
                     Joined::Waiter(waiter) => match element.servable.take() {
-                        Some(value) => found.push((element.id.clone(), self.count_hit(value))),
+                        Some(value) => {
+                            found.push((element.id.clone(), typed(self.count_hit(value))))
+                        }
                         None => waiting.push((element, waiter)),
                     },
                 }
@@ -295,9 +298,13 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     }
                     // A refreshed element replaces a value front tables may hold as fresh.
                     let replaces = element.servable.is_some();
-                    if let Some(write) =
-                        self.store_value(call, remote, value, compute_time, replaces)
-                    {
+                    if let Some(write) = self.store_value(
+                        call,
+                        remote,
+                        &typed::shared(value),
+                        compute_time,
+                        replaces,
+                    ) {
                         writes.push((call.args, write));
                     }
                 }
@@ -305,7 +312,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 // A refreshed element the body left out keeps its stale value in the answer.
                 for ((element, _), returned) in led.iter_mut().zip(returned) {
                     if let (false, Some(value)) = (returned, element.servable.take()) {
-                        found.push((element.id.clone(), self.count_hit(value)));
+                        found.push((element.id.clone(), typed(self.count_hit(value))));
                     }
                 }
                 drop(led);
@@ -329,7 +336,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             for (element, waiter) in waiting {
                 io.wait(waiter).await;
                 match self.fresh_in_l1(&element.call) {
-                    Some(value) => found.push((element.id.clone(), value)),
+                    Some(value) => found.push((element.id.clone(), typed(value))),
                     // The leader's body did not return it (or failed): look again.
                     None => pending.push(element),
                 }
@@ -344,7 +351,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// them has none (the call then answers with the error).
     fn stand_ins<K: Clone>(
         &self,
-        led: &mut [(Element<'_, K, V>, Leader<'static>)],
+        led: &mut [(Element<'_, K>, Leader<'static>)],
     ) -> Option<Vec<(K, V)>> {
         self.settings.lifetime.stale_if_error?;
         let mut kept = Vec::with_capacity(led.len());
@@ -353,7 +360,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 .servable
                 .take()
                 .or_else(|| self.l1.get_kept(element.call.args).map(Entry::into_value))?;
-            kept.push((element.id.clone(), value));
+            kept.push((element.id.clone(), typed(value)));
         }
         for _ in &kept {
             Counters::add(&self.counters.stale_served);
@@ -393,10 +400,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         &'static self,
         io: &I,
         shared: &Shared,
-        led: Vec<(Element<'a, K, V>, T)>,
+        led: Vec<(Element<'a, K>, T)>,
         found: &mut Vec<(K, V)>,
         budget: &Budget,
-    ) -> Vec<(Element<'a, K, V>, T)> {
+    ) -> Vec<(Element<'a, K>, T)> {
         let names: Vec<RemoteName<'_>> = led
             .iter()
             .filter(|(e, _)| e.ask_first)
@@ -427,7 +434,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     Counters::add(&self.counters.l2_hits);
                     // Refreshed by another process: newer than what front tables hold.
                     let value = self.replaced_if(element.servable.is_some(), &element.call, value);
-                    found.push((element.id.clone(), value));
+                    found.push((element.id.clone(), typed(value)));
                 }
                 // Stale in the store too (now in L1): this call refreshes it.
                 Some(Backfill::Servable(value)) => {
@@ -480,7 +487,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
 
 /// What a call should do with an L1 entry: as [`Entry::verdict`], but an entry this call's
 /// front table already picked for early refresh is refreshed without a second draw.
-fn judged<V>(call: &Call<'_, V>, entry: &Entry<V>) -> Verdict {
+fn judged(call: &Call<'_>, entry: &Entry<AnyValue>) -> Verdict {
     match entry.verdict() {
         Verdict::Fresh if call.picked_for_refresh == Some(entry.deadline) => Verdict::Refresh,
         verdict => verdict,

@@ -11,9 +11,10 @@
 use std::future::Future;
 use std::time::Instant;
 
-use super::{Ahead, CachedFn, Call, FrontKey, Pending, Probed, Start, Step};
+use super::typed::{cacheable, typed};
+use super::{CachedFn, Call, FrontKey, Layers, Pending, Probed, Start, Step, Steps};
 use crate::front::{Lookup, Probe};
-use crate::io::{Io, NonBlocking};
+use crate::io::NonBlocking;
 use crate::key::KeyBuf;
 use crate::mode::{self, Mode};
 use crate::outcome::Outcome;
@@ -28,7 +29,7 @@ pub(super) enum Route<'a, V: 'static> {
     /// Bypassed or uncached: the body alone, nothing read or stored.
     Body,
     /// Down the layers.
-    Miss(Call<'a, V>),
+    Miss(Call<'a>),
 }
 
 impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
@@ -89,7 +90,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         O: Outcome<V>,
         F: Future<Output = O>,
     {
-        self.routed(&NonBlocking, self.route(front, args, pending), body)
+        self.routed::<NonBlocking, O, F>(self.route(front, args, pending), body)
     }
 
     /// Mode and front table, for a call whose probe is known: a hit, or what the rest of the
@@ -150,20 +151,20 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// Runs a routed call: its answer, its body alone, or everything after a front-table
     /// miss (the body runs only if this caller leads the computation).
     ///
-    /// The future is an `async` block, not an `async fn`, so that it holds its arguments
-    /// once (an `async fn` copies them into locals of its own), and an async call awaits the
-    /// steps that may wait in a box ([`Io::hold`]): what its future holds is its route, its
-    /// body and a pointer. Only a call that gets past L1 and the scope pays for the
-    /// allocation; a sync call, run on the stack, holds them in place.
+    /// This is the one state machine generated for each async function. It is an `async`
+    /// block, not an `async fn`, so that it holds its arguments once (an `async fn` copies
+    /// them into locals of its own). The steps of the layers it awaits are not generated
+    /// here but awaited through [`Steps`]: an async call awaits them boxed, so what its
+    /// future holds is its route, its body and a pointer, and only a call that gets past L1
+    /// and the scope pays for the allocation.
     #[allow(clippy::manual_async_fn)] // an `async fn` would hold the route twice
     pub(super) fn routed<'a, I, O, F>(
         &'static self,
-        io: &'a I,
         route: Route<'a, V>,
         body: F,
     ) -> impl Future<Output = O> + use<'a, V, I, O, F>
     where
-        I: Io,
+        I: Steps,
         O: Outcome<V>,
         F: Future<Output = O>,
     {
@@ -174,38 +175,31 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 Route::Body => return body.await,
                 Route::Miss(ref call) => call,
             };
-            let out = match self.prepare_start(call) {
-                Start::Answered(value) => O::from_cached(value),
-                Start::Ahead(ahead) => I::hold(self.ahead(io, call, ahead, body)).await,
+            let out = 'out: {
+                let ahead = match self.prepare_start(call) {
+                    Start::Answered(value) => break 'out O::from_cached(typed(value)),
+                    Start::Ahead(ahead) => ahead,
+                };
+                let work = match I::rest(self, call, ahead).await {
+                    Step::Answer(value) => break 'out O::from_cached(typed(value)),
+                    Step::Compute(work) => work,
+                };
+                let started = self.began(call);
+                let out = body.await;
+                match I::computed(self, call, work, cacheable(&out), started).await {
+                    Some(stand_in) => O::from_cached(typed(stand_in)),
+                    None => out,
+                }
             };
             call.trace.finish(call.budget.on_store());
             out
         }
     }
+}
 
-    /// A routed call past L1 and the scope: the flight, the shared store, the lock, and, for
-    /// the leader, the body and storing its result. The leader's three steps are
-    /// [`compute`](CachedFn::compute)'s, written out: awaiting `compute` here would nest one
-    /// more state machine per function (4 K more lines of IR for 50 functions, measured).
-    async fn ahead<I: Io, O: Outcome<V>>(
-        &'static self,
-        io: &I,
-        call: &Call<'_, V>,
-        ahead: Ahead<V>,
-        body: impl Future<Output = O>,
-    ) -> O {
-        match self.prepare_rest(io, call, ahead).await {
-            Step::Answer(value) => O::from_cached(value),
-            Step::Compute(work) => {
-                let started = self.began(call);
-                let out = body.await;
-                self.computed(io, call, work, out, started).await
-            }
-        }
-    }
-
+impl Layers {
     /// The start of a computation: traced from here (a detached refresh's too).
-    pub(super) fn began(&self, call: &Call<'_, V>) -> Instant {
+    pub(super) fn began(&self, call: &Call<'_>) -> Instant {
         call.trace.begin(&self.settings.name);
         Instant::now()
     }

@@ -30,8 +30,8 @@ pub enum Policy {
     Lru,
 }
 
-/// A value of any type, as the moka cache holds it.
-type AnyValue = dyn Any + Send + Sync;
+/// A value of any type, as the moka cache (and every layer past the front table) holds it.
+pub(crate) type AnyValue = dyn Any + Send + Sync;
 
 /// A value in L1 with what the read path needs to know about it.
 pub(crate) struct Entry<V: ?Sized> {
@@ -64,26 +64,10 @@ impl<V: ?Sized> Clone for Entry<V> {
     }
 }
 
-impl<V: Send + Sync + 'static> Entry<V> {
-    /// The same entry, its value's type erased (the value is not copied).
-    fn erased(self) -> Entry<AnyValue> {
-        self.with_value(|value| Some(value as Arc<AnyValue>))
-            .expect("erasing a type always succeeds")
-    }
-}
-
-impl Entry<AnyValue> {
-    /// The entry with its value's type back, `None` if it is not a `V` (never the case: each
-    /// store holds the values of one function).
-    fn typed<V: Send + Sync + 'static>(self) -> Option<Entry<V>> {
-        self.with_value(|value| value.downcast::<V>().ok())
-    }
-}
-
-impl<V> Entry<V> {
-    pub(crate) fn new(value: V, times: &Times, born: u64) -> Self {
+impl<V: ?Sized> Entry<V> {
+    pub(crate) fn new(value: Arc<V>, times: &Times, born: u64) -> Self {
         Entry {
-            value: Arc::new(value),
+            value,
             deadline: times.deadline,
             keep_until: times.keep_until,
             delta_beta: times.delta_beta,
@@ -100,36 +84,9 @@ impl<V> Entry<V> {
         self
     }
 
-    /// The value, for a caller: moved out if nothing else holds it, else copied.
-    pub(crate) fn into_value(self) -> V
-    where
-        V: Clone,
-    {
-        Arc::unwrap_or_clone(self.value)
-    }
-}
-
-impl<V: ?Sized> Entry<V> {
-    /// The same entry with the value `f` makes of this one's (`None` if `f` gives none).
-    fn with_value<W: ?Sized>(self, f: impl FnOnce(Arc<V>) -> Option<Arc<W>>) -> Option<Entry<W>> {
-        let Entry {
-            value,
-            deadline,
-            keep_until,
-            delta_beta,
-            fallback_until,
-            born,
-            weight,
-        } = self;
-        Some(Entry {
-            value: f(value)?,
-            deadline,
-            keep_until,
-            delta_beta,
-            fallback_until,
-            born,
-            weight,
-        })
+    /// The value, shared (not copied).
+    pub(crate) fn into_value(self) -> Arc<V> {
+        self.value
     }
 
     /// When moka may drop it: once it can neither be served nor stand in for a failure.
@@ -173,26 +130,26 @@ fn weight(encoded_len: usize, args: &str) -> u32 {
 }
 
 /// The encoded length of a value (see [`crate::codec::encoded_len`]).
-pub(crate) type SizeFn<V> = fn(&V) -> usize;
+pub(crate) type SizeFn = Box<dyn Fn(&AnyValue) -> usize + Send + Sync>;
 
 /// How L1 is bounded.
-pub(crate) enum Bound<V> {
+pub(crate) enum Bound {
     /// At most this many entries (`capacity`).
     Entries(u64),
     /// At most this many bytes of encoded values and keys (`max_bytes`), each value sized
     /// by the function.
-    Bytes(u64, SizeFn<V>),
+    Bytes(u64, SizeFn),
 }
 
-/// The L1 store of one function: the typed face of an [`ErasedStore`].
-pub(crate) struct LocalStore<V> {
+/// The L1 store of one function: an [`ErasedStore`] and how its values are weighed.
+pub(crate) struct LocalStore {
     erased: ErasedStore,
     /// Sizes values that come without their encoded length, under `max_bytes`.
-    size: Option<SizeFn<V>>,
+    size: Option<SizeFn>,
 }
 
-impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
-    pub(crate) fn new(bound: Bound<V>, idle: Option<Duration>, policy: Policy) -> Self {
+impl LocalStore {
+    pub(crate) fn new(bound: Bound, idle: Option<Duration>, policy: Policy) -> Self {
         let (max, size) = match bound {
             Bound::Entries(capacity) => (Max::Entries(capacity), None),
             Bound::Bytes(max_bytes, size) => (Max::Bytes(max_bytes), Some(size)),
@@ -205,14 +162,14 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
 
     /// The entry for `args` if it may still be served (fresh, or stale within its window).
     #[inline]
-    pub(crate) fn get(&self, args: &str) -> Option<Entry<V>> {
-        self.erased.get(args)?.typed()
+    pub(crate) fn get(&self, args: &str) -> Option<Entry<AnyValue>> {
+        self.erased.get(args)
     }
 
     /// The entry for `args` while L1 keeps it: servable, or past that but still able to stand
     /// in for a failed body.
-    pub(crate) fn get_kept(&self, args: &str) -> Option<Entry<V>> {
-        self.erased.get_kept(args)?.typed()
+    pub(crate) fn get_kept(&self, args: &str) -> Option<Entry<AnyValue>> {
+        self.erased.get_kept(args)
     }
 
     /// Whether a fresh entry is held. Without a stale window (`kept_stale` false) an entry's
@@ -232,11 +189,11 @@ impl<V: Clone + Send + Sync + 'static> LocalStore<V> {
     }
 
     #[inline]
-    pub(crate) fn insert(&self, args: &str, mut entry: Entry<V>) {
-        if let (Some(size), 0) = (self.size, entry.weight) {
-            entry.weight = weight(size(&entry.value), args);
+    pub(crate) fn insert(&self, args: &str, mut entry: Entry<AnyValue>) {
+        if let (Some(size), 0) = (&self.size, entry.weight) {
+            entry.weight = weight(size(&*entry.value), args);
         }
-        self.erased.insert(args, entry.erased());
+        self.erased.insert(args, entry);
     }
 
     #[inline]

@@ -11,18 +11,19 @@ use std::time::Duration;
 use super::{CachedFn, Element, Shared};
 use crate::flight::Leader;
 use crate::io::Io;
+use crate::layered::typed::typed;
 use crate::lock::{Owned, Waiting};
 use crate::store::{Budget, Reply};
 
 /// An element whose lock another process holds, with this call's attempt at it.
-pub(super) type Busy<'a, K, V> = (Element<'a, K, V>, (Leader<'static>, Waiting));
+pub(super) type Busy<'a, K> = (Element<'a, K>, (Leader<'static>, Waiting));
 
 /// What locking the led elements ended with.
-pub(super) struct Locked<'a, K, V: 'static> {
+pub(super) struct Locked<'a, K> {
     /// To compute now: locked by this call, or to compute without the lock.
-    pub(super) compute: Vec<(Element<'a, K, V>, Leader<'static>)>,
+    pub(super) compute: Vec<(Element<'a, K>, Leader<'static>)>,
     /// Held by other processes.
-    pub(super) busy: Vec<Busy<'a, K, V>>,
+    pub(super) busy: Vec<Busy<'a, K>>,
     /// The locks this call took.
     pub(super) held: Vec<Owned>,
 }
@@ -34,11 +35,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         &'static self,
         io: &I,
         shared: &Shared,
-        led: Vec<(Element<'a, K, V>, Leader<'static>)>,
+        led: Vec<(Element<'a, K>, Leader<'static>)>,
         lease: Duration,
         budget: &Budget,
         found: &mut Vec<(K, V)>,
-    ) -> Locked<'a, K, V> {
+    ) -> Locked<'a, K> {
         let mut locked = Locked {
             compute: Vec::with_capacity(led.len()),
             busy: Vec::new(),
@@ -64,7 +65,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 }
                 Some(Reply::Locked(false)) => match element.servable.take() {
                     // Another process refreshes it: its stale value meanwhile.
-                    Some(value) => found.push((element.id.clone(), self.count_hit(value))),
+                    Some(value) => found.push((element.id.clone(), typed(self.count_hit(value)))),
                     None => locked.busy.push((element, (leader, waiting))),
                 },
                 // The store failed: compute without the lock.
@@ -94,11 +95,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         &'static self,
         io: &I,
         shared: &Shared,
-        mut busy: Vec<Busy<'a, K, V>>,
+        mut busy: Vec<Busy<'a, K>>,
         budget: &Budget,
         found: &mut Vec<(K, V)>,
         held: &mut Vec<Owned>,
-    ) -> Vec<Element<'a, K, V>> {
+    ) -> Vec<Element<'a, K>> {
         let mut settled = Vec::new();
         while !busy.is_empty() {
             let Some(pause) = busy.iter_mut().map(|(_, (_, w))| w.next_pause()).min() else {
