@@ -1,12 +1,13 @@
 //! A call past its front table, in two parts: [`CachedFn::route`] decides, without the body,
 //! whether the call is answered, runs its body alone (a bypass), or goes down the layers;
-//! then one function generic over the body runs it ([`CachedFn::routed`]; a sync call runs
-//! that future to its end on its own thread).
+//! then one function generic over the body runs it ([`CachedFn::routed`] for an async call;
+//! a sync call goes through [`Layers::miss_blocking`](super::Layers) with its body as a
+//! `dyn FnMut`, and builds no future).
 //!
 //! The split is for compile time: what is generic over the body is generated again for every
-//! `#[cached]` function. Each async function now gets one state machine for its miss (the
-//! layers' own steps, `prepare` and `computed`, are shared by every function with the same
-//! value type), instead of one per nested `async fn` it passed its body through.
+//! `#[cached]` function. Each async function gets one state machine for its miss, and what
+//! it awaits of the layers (`prepare_rest`, `computed`) is compiled once, in this crate (see
+//! `Steps` in `layered`).
 
 use std::future::Future;
 use std::time::Instant;

@@ -1,10 +1,10 @@
 //! L1: a moka cache per `#[cached]` function.
 //!
-//! The moka cache itself holds values of an erased type ([`AnyValue`]), so that its code
-//! (moka's, crossbeam's, and this module's) is compiled once, in this crate, rather than once
-//! per value type in every crate that uses `#[cached]`: it was more than a third of what 50
-//! cached functions made the compiler generate. [`LocalStore`] is the typed face of it: a
-//! value goes in as the `Arc` it already is, and comes out through one type check.
+//! The moka cache holds values of an erased type ([`AnyValue`]), so that its code (moka's,
+//! crossbeam's, and this module's) is compiled once, in this crate, rather than once per value
+//! type in every crate that uses `#[cached]`: it was more than a third of what 50 cached
+//! functions made the compiler generate. A value goes in as the `Arc` it already is, and the
+//! layers hand it to a caller through one type check (see `layered::typed`).
 
 use std::any::Any;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ pub(crate) type AnyValue = dyn Any + Send + Sync;
 pub(crate) struct Entry<V: ?Sized> {
     /// The one copy of the value, shared with the front-table slots filled from this entry:
     /// cloning the entry (moka's `get` does) or filling a slot counts a reference, and only
-    /// an answer handed to a caller copies `V` (see [`Entry::into_value`]).
+    /// an answer handed to a caller copies `V`.
     pub(crate) value: Arc<V>,
     /// Monotonic deadline of freshness ([`clock::now`] nanoseconds); `u64::MAX` = never.
     pub(crate) deadline: u64,
