@@ -246,9 +246,9 @@ impl Layers {
     }
 
     /// The part of [`prepare`](Self::prepare) that waits on nothing: L1 and the preload
-    /// scope. Most calls past the front table end here, so [`routed`](Self::routed) awaits
-    /// the rest, the part that may wait, only when needed, and in a box of its own: the
-    /// future of every cached `async fn` stays small.
+    /// scope. Most calls past the front table end here, so `CachedFn::routed` awaits the
+    /// rest, the part that may wait, only when needed, and in a box of its own (see
+    /// [`Steps`]): the future of every cached `async fn` stays small.
     fn prepare_start(&'static self, call: &Call<'_>) -> Start {
         self.list();
         // A value to hand out while another caller refreshes it.
