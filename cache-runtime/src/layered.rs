@@ -44,6 +44,7 @@ mod fn_core;
 mod route;
 mod shortcut;
 mod trace;
+mod warm;
 pub use batch::BatchOutcome;
 use fn_core::FnCore;
 use route::Route;
@@ -127,6 +128,9 @@ pub struct CachedFn<V> {
     alias: std::sync::OnceLock<usize>,
     /// Which keys a full L1 admits from preload scopes (see `doorkeeper`).
     doorkeeper: Doorkeeper,
+    /// This function's front thread-local (a `FrontKey<V>`), once a call filled a slot
+    /// (see `warm`).
+    front: std::sync::OnceLock<&'static (dyn std::any::Any + Send + Sync)>,
 }
 
 /// A lifetime decided by the value itself; `None` keeps the function's `ttl`.
@@ -307,6 +311,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             value_ttl: None,
             alias: std::sync::OnceLock::new(),
             doorkeeper: Doorkeeper::new(),
+            front: std::sync::OnceLock::new(),
         }
     }
 
@@ -780,6 +785,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         let Some(front) = call.front else {
             return;
         };
+        self.remember_front(front);
         let _ = front.try_with(|table| {
             table.put(
                 &call.probe,
@@ -1265,6 +1271,10 @@ impl<V: Clone + Send + Sync + 'static> KeyOwner for CachedFn<V> {
     fn holds(&self, args: &str) -> bool {
         let kept_stale = self.settings.lifetime.keeps_past_deadline();
         self.l1.holds_fresh(args, kept_stale)
+    }
+
+    fn fresh_in_front(&self, probe: crate::key::CallProbe, args: &KeyBuf) -> bool {
+        self.front_holds(probe, args)
     }
 
     fn count_l2_error(&self) {

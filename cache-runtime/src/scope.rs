@@ -17,6 +17,9 @@
 //! Redis as without the scope.
 //!
 //! Keys of `local` functions, duplicates and keys L1 already holds are left out of the MGET.
+//! A key made by its function's companion (`f::key`, `f::key_for`, ...) is first looked up
+//! in this thread's front table, the way the call will look for it: one this thread holds
+//! fresh is left out without asking L1.
 //! If Redis fails, the scope is empty and the calls inside behave as without it (the failure
 //! is counted in each function's `l2_errors`).
 
@@ -226,8 +229,8 @@ fn known(owner: usize, epoch: u64, args: &str) -> bool {
 }
 
 /// The slots of a new scope and, per store, the keys to ask it for: every key that is not
-/// `local`, not fresh in L1 and not known to an enclosing scope, once. `None` when there is
-/// nothing to send.
+/// `local`, not fresh in this thread's front table or in L1 and not known to an enclosing
+/// scope, once. `None` when there is nothing to send.
 fn plan(
     keys: impl IntoIterator<Item = Key>,
     installed: &Installed,
@@ -244,7 +247,9 @@ fn plan(
     let enclosing = any_enclosing();
     for key in keys {
         let owner = key.owner();
-        if owner.is_local() {
+        // A key this thread's front table holds fresh is answered there, as the call would
+        // be: no slot, and no L1 lookup (see `layered::warm`).
+        if owner.is_local() || key.fresh_in_front() {
             continue;
         }
         let Some(store) = installed.store(owner.store_name()) else {
