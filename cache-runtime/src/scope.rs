@@ -49,7 +49,7 @@ struct Slot {
     /// The owner's epoch, read before its L1 was asked and the MGET sent: an `invalidate` or
     /// `clear_local` since then has bumped it, and voids this answer.
     epoch: u64,
-    /// When the key was planned, before the MGET was sent ([`clock::now`]): the bytes are
+    /// When the scope began planning, before the MGET was sent ([`clock::now`]): the bytes are
     /// no newer (see [`crate::coherence`]).
     asked_at: u64,
     hash: u64,
@@ -237,14 +237,14 @@ fn plan(
 ) -> Option<(ScopeData, Vec<Batch>)> {
     let keys = keys.into_iter();
     let expected = keys.size_hint().0;
-    let mut scope = ScopeData {
-        slots: Vec::with_capacity(expected),
-        index: HashTable::with_capacity(expected),
-        next: AtomicUsize::new(0),
-    };
+    // Allocated for the first key to ask about: a warm page needs neither.
+    let mut scope = ScopeData::default();
     let mut batches: Vec<Batch> = Vec::new();
     // Asked once: enclosing scopes do not change while this one is planned.
     let enclosing = any_enclosing();
+    // One reading for every key: earlier than each key's own, still before the MGET, so the
+    // bytes are no newer (an earlier time only keeps fewer values, see `coherence`).
+    let asked_at = clock::now();
     for key in keys {
         let owner = key.owner();
         // A key this thread's front table holds fresh is answered there, as the call would
@@ -257,6 +257,11 @@ fn plan(
         };
         let (id, args) = (owner.id(), key.args());
         let hash = slot_hash(id, args);
+        if scope.slots.capacity() == 0 {
+            scope.slots.reserve(expected);
+            let slots = &scope.slots;
+            scope.index.reserve(expected, |&at| slots[at as usize].hash);
+        }
         let slots = &scope.slots;
         let Entry::Vacant(vacant) = scope.index.entry(
             hash,
@@ -268,7 +273,6 @@ fn plan(
         };
         // Read before L1 is asked (see `Slot::epoch`).
         let epoch = owner.epoch();
-        let asked_at = clock::now();
         if owner.holds(args) || (enclosing && known(id, epoch, args)) {
             continue;
         }
@@ -374,8 +378,9 @@ impl Drop for Entered {
 ///
 /// Without Redis configured, or if Redis fails, `body` simply runs with normal calls.
 pub fn preload<R>(keys: impl IntoIterator<Item = Key>, body: impl FnOnce() -> R) -> R {
-    let scope = Arc::new(fetch(keys));
-    let _entered = Entered::push(scope);
+    let scope = fetch(keys);
+    // A scope without slots answers nothing: the body runs as outside it.
+    let _entered = (!scope.slots.is_empty()).then(|| Entered::push(Arc::new(scope)));
     body()
 }
 
@@ -385,9 +390,10 @@ pub fn preload<R>(keys: impl IntoIterator<Item = Key>, body: impl FnOnce() -> R)
 /// threads of a multi-thread runtime and is invisible to other tasks (including tasks that
 /// `future` spawns).
 pub async fn preload_async<F: Future>(keys: impl IntoIterator<Item = Key>, future: F) -> F::Output {
-    let scope = Arc::new(fetch_async(keys).await);
+    let scope = fetch_async(keys).await;
     Scoped {
-        scope,
+        // A scope without slots answers nothing: the future runs as outside it.
+        scope: (!scope.slots.is_empty()).then(|| Arc::new(scope)),
         future: Box::pin(future),
     }
     .await
@@ -395,7 +401,7 @@ pub async fn preload_async<F: Future>(keys: impl IntoIterator<Item = Key>, futur
 
 /// A future that enters its scope around each poll.
 struct Scoped<F> {
-    scope: Arc<ScopeData>,
+    scope: Option<Arc<ScopeData>>,
     future: Pin<Box<F>>,
 }
 
@@ -403,7 +409,7 @@ impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let _entered = Entered::push(self.scope.clone());
+        let _entered = self.scope.clone().map(Entered::push);
         self.future.as_mut().poll(cx)
     }
 }
