@@ -420,12 +420,8 @@ impl Gen<'_> {
             local("__cache_hit"),
             local("__cache_pending"),
         );
-        // In an impl block, a generic `Self`'s type arguments are part of every key.
-        let plain = if self.shape.in_impl {
-            quote!(#rt::__private::plain_self(::core::any::type_name::<Self>()))
-        } else {
-            quote!(true)
-        };
+        let (shortcut, plain) = self.shortcut_of(whole);
+        let shortcut_uses = self.shortcut_uses();
         let miss = self.layers_call(cache, front, &args, Some(&pending));
         let from_hit = match self.mode {
             Mode::Wrapped => {
@@ -435,8 +431,8 @@ impl Gen<'_> {
         };
         quote! {
             let #probed = {
-                use #rt::__private::{ViaKeyPart as _, ViaNothing as _};
-                #cache.probe_key(#front, #rt::__private::ShortcutOf(#whole).shortcut(), #plain)
+                #shortcut_uses
+                #cache.probe_key(#front, #shortcut, #plain)
             };
             match #probed {
                 #rt::__private::Probed::Hit(#hit) => #from_hit,
@@ -446,6 +442,27 @@ impl Gen<'_> {
                 }
             }
         }
+    }
+
+    /// The front-table shortcut of a call whose whole key is `whole` (a reference), and
+    /// whether the call site may use it (`plain`): what it passes to `probe_key`, and what
+    /// its `key` companions give a preload scope.
+    fn shortcut_of(&self, whole: &TokenStream) -> (TokenStream, TokenStream) {
+        let rt = &self.rt;
+        // In an impl block, a generic `Self`'s type arguments are part of every key.
+        let plain = if self.shape.in_impl {
+            quote!(#rt::__private::plain_self(::core::any::type_name::<Self>()))
+        } else {
+            quote!(true)
+        };
+        let shortcut = quote!(#rt::__private::ShortcutOf(#whole).shortcut());
+        (shortcut, plain)
+    }
+
+    /// Brings the methods [`shortcut_of`](Self::shortcut_of)'s expression calls into scope.
+    fn shortcut_uses(&self) -> TokenStream {
+        let rt = &self.rt;
+        quote!(use #rt::__private::{ViaKeyPart as _, ViaNothing as _};)
     }
 
     /// A reference to the one value that is a call's whole key: the `key = ...` expression,
@@ -691,6 +708,9 @@ impl Gen<'_> {
              can name it without building the call's arguments."
         );
         let types = self.self_types(&buf, &first);
+        // The call probes with the key expression's shortcut; `k` stands for it.
+        let (shortcut, plain) = self.shortcut_of(&quote!(#k));
+        let shortcut_uses = self.shortcut_uses();
         quote! {
             #[doc = #doc]
             #vis fn #name<#param: #rt::__private::KeyPart + ?::core::marker::Sized>(
@@ -700,7 +720,8 @@ impl Gen<'_> {
                 let mut #buf = #rt::__private::KeyBuf::new();
                 #types
                 #rt::__private::push_arg(&mut #buf, #first, #k);
-                #cache.key(#buf)
+                #shortcut_uses
+                #cache.key_probed(#buf, #shortcut, #plain)
             }
         }
     }
@@ -930,6 +951,13 @@ impl Gen<'_> {
             )
         };
         let key_doc = format!("The cache key a call of `{fn_name}` with these arguments uses.");
+        // The call's front-table probe goes with the key (a preload scope asks the front
+        // table as the call will).
+        let (shortcut, plain) = match self.whole_key() {
+            Some(whole) => self.shortcut_of(&whole),
+            None => (quote!(#rt::__private::Shortcut::Encoded), quote!(true)),
+        };
+        let shortcut_uses = self.shortcut_uses();
         let invalidate_doc =
             format!("Removes the entry of `{fn_name}` for these arguments from L1 and Redis.");
         let stats_doc = format!("Counters of `{fn_name}` since the process started.");
@@ -942,8 +970,9 @@ impl Gen<'_> {
             #[allow(unused_variables, unused_mut, non_snake_case, clippy::needless_pass_by_value)]
             #vis fn #key #generics(#inputs) -> #rt::__private::Key #where_clause {
                 #uses
+                #shortcut_uses
                 let #args = #encode;
-                #cache.key(#args)
+                #cache.key_probed(#args, #shortcut, #plain)
             }
 
             #[doc = #invalidate_doc]

@@ -429,6 +429,8 @@ pub trait CacheCalls<V: 'static> {
         F: Future<Output = O> + Send + 'static;
     /// [`Layers::key`].
     fn key(self, args: KeyBuf) -> Key;
+    /// [`Layers::key_probed`].
+    fn key_probed(self, args: KeyBuf, shortcut: Shortcut<'_>, plain: bool) -> Key;
     /// [`Layers::invalidate`].
     fn invalidate(self, args: KeyBuf);
     /// [`Layers::invalidate_async`].
@@ -527,6 +529,10 @@ impl<V: CacheValue> CacheCalls<V> for &Cache<V> {
     fn key(self, args: KeyBuf) -> Key {
         self.0.key(args)
     }
+    #[inline]
+    fn key_probed(self, args: KeyBuf, shortcut: Shortcut<'_>, plain: bool) -> Key {
+        self.0.key_probed(args, shortcut, plain)
+    }
     fn invalidate(self, args: KeyBuf) {
         self.0.invalidate(args)
     }
@@ -621,6 +627,10 @@ pub trait CacheNever<V: 'static>: Sized {
     }
     /// Never run.
     fn key(self, _: KeyBuf) -> Key {
+        unreachable!("the value type was reported as not cacheable")
+    }
+    /// Never run.
+    fn key_probed(self, _: KeyBuf, _: Shortcut<'_>, _: bool) -> Key {
         unreachable!("the value type was reported as not cacheable")
     }
     /// Never run.

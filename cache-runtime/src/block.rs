@@ -8,7 +8,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use crate::key::{Key, KeyBuf, KeyOwner, KeyPart};
+use crate::key::{CallProbe, Key, KeyBuf, KeyOwner, KeyPart};
 use crate::layered::{CachedFn, Layers};
 use crate::sync::lock;
 
@@ -72,6 +72,12 @@ impl KeyOwner for BlockOwner {
         self.target.get().is_some_and(|t| t.holds(args))
     }
 
+    fn fresh_in_front(&self, probe: CallProbe, args: &KeyBuf) -> bool {
+        self.target
+            .get()
+            .is_some_and(|t| t.fresh_in_front(probe, args))
+    }
+
     fn count_l2_error(&self) {
         if let Some(target) = self.target.get() {
             target.count_l2_error();
@@ -107,7 +113,12 @@ impl KeyOwner for BlockOwner {
 /// assert_eq!(block_key("docs::comments", &7_u64).to_string(), "docs::comments:v0:7");
 /// ```
 pub fn block_key<K: KeyPart + ?Sized>(name: &str, key: &K) -> Key {
-    Key::new(owner(name), crate::__private::element_args(key))
+    // A block's call probes its front table with its encoded key.
+    Key::probed(
+        owner(name),
+        crate::__private::element_args(key),
+        CallProbe::Encoded,
+    )
 }
 
 /// Removes the entry of `cached_block!(name = name, key = key, ..)` from L1 and the shared

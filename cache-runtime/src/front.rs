@@ -26,12 +26,12 @@
 //! derived from the function's `capacity`, so rarely called functions cost almost nothing.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::clock;
 use crate::freshness::{self, Verdict};
-use crate::key::{KeyBuf, HEAD};
+use crate::key::{CallProbe, KeyBuf, HEAD};
 use crate::stats::{Counters, OwnedCounter};
 
 /// Slots looked at for one key: one cache line's worth of tags. Eight rather than four: with
@@ -81,29 +81,56 @@ pub(crate) struct Fill<V: ?Sized> {
 pub(crate) const STRIPES: usize = 64;
 
 /// The front tables' validity counters of one function (see the module docs).
-pub(crate) struct Epochs([AtomicU64; STRIPES]);
+pub(crate) struct Epochs {
+    counts: [AtomicU64; STRIPES],
+    /// Whether a slot may have been filled since every slot was last voided: `false` lets a
+    /// preload scope skip the front table (a hint only: skipping it is always safe, L1
+    /// answers instead).
+    filled: AtomicBool,
+}
 
 impl Epochs {
     pub(crate) const fn new() -> Self {
-        Epochs([const { AtomicU64::new(0) }; STRIPES])
+        Epochs {
+            counts: [const { AtomicU64::new(0) }; STRIPES],
+            filled: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes that a slot is being filled (see [`Epochs::may_hold`]).
+    #[inline]
+    pub(crate) fn filling(&self) {
+        if !self.filled.load(Ordering::Relaxed) {
+            self.filled.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// `false` when no slot was filled since every slot was voided: no front table can
+    /// hold a current one.
+    #[inline]
+    pub(crate) fn may_hold(&self) -> bool {
+        self.filled.load(Ordering::Relaxed)
     }
 
     /// The count slots of the key with this probe hash are checked against.
     #[inline]
     pub(crate) fn of(&self, hash: u64) -> u64 {
-        self.0[hash as usize % STRIPES].load(Ordering::Acquire)
+        self.counts[hash as usize % STRIPES].load(Ordering::Acquire)
     }
 
     /// Voids every slot of keys in this hash's stripe, on every thread.
     pub(crate) fn bump(&self, hash: u64) {
-        self.0[hash as usize % STRIPES].fetch_add(1, Ordering::AcqRel);
+        self.counts[hash as usize % STRIPES].fetch_add(1, Ordering::AcqRel);
     }
 
     /// Voids every slot, on every thread.
     pub(crate) fn bump_all(&self) {
-        for count in &self.0 {
+        for count in &self.counts {
             count.fetch_add(1, Ordering::AcqRel);
         }
+        // A slot filled meanwhile may be current and not noted: then a scope asks L1 about
+        // its key, as it would without a front table.
+        self.filled.store(false, Ordering::Relaxed);
     }
 }
 
@@ -153,33 +180,31 @@ impl<V: Clone> Front<V> {
         let Ok(table) = self.table.try_borrow() else {
             return Lookup::Miss;
         };
-        if table.slots.is_empty() {
+        let Some(slot) = table.slot_of(probe, args, epoch) else {
             return Lookup::Miss;
-        }
-        let start = table.bucket(probe.hash);
-        let tags = &table.tags[start..start + WAYS];
-        let slots = &table.slots[start..start + WAYS];
-        for (tag, slot) in tags.iter().zip(slots) {
-            if *tag != probe.hash {
-                continue;
+        };
+        match freshness::verdict(slot.deadline, slot.deadline, slot.delta_beta) {
+            Verdict::Fresh => {
+                if let Some((cell, _)) = &table.hits {
+                    cell.bump();
+                }
+                Lookup::Hit(V::clone(&slot.value))
             }
-            let Some(slot) = slot else {
-                continue;
-            };
-            if slot.epoch == epoch && slot.matches(probe, args) {
-                return match freshness::verdict(slot.deadline, slot.deadline, slot.delta_beta) {
-                    Verdict::Fresh => {
-                        if let Some((cell, _)) = &table.hits {
-                            cell.bump();
-                        }
-                        Lookup::Hit(V::clone(&slot.value))
-                    }
-                    Verdict::Refresh => Lookup::PickedForRefresh(slot.deadline),
-                    Verdict::Gone => Lookup::Miss,
-                };
-            }
+            Verdict::Refresh => Lookup::PickedForRefresh(slot.deadline),
+            Verdict::Gone => Lookup::Miss,
         }
-        Lookup::Miss
+    }
+
+    /// Whether [`get`](Self::get) would return a fresh value for `args` now, with no copy
+    /// of it and no hit counted: the same slot, epoch and deadline checks (and early
+    /// refresh's draw), so that it never says `true` for a value a call would not serve.
+    pub(crate) fn holds_fresh(&self, probe: &Probe, args: &str, epoch: u64) -> bool {
+        let Ok(table) = self.table.try_borrow() else {
+            return false;
+        };
+        table.slot_of(probe, args, epoch).is_some_and(|slot| {
+            freshness::verdict(slot.deadline, slot.deadline, slot.delta_beta) == Verdict::Fresh
+        })
     }
 
     /// Remembers `fill` for `args` on this thread.
@@ -239,6 +264,29 @@ impl<V> Table<V> {
     #[inline]
     fn bucket(&self, hash: u64) -> usize {
         (hash as usize & (self.slots.len() - 1)) & !(WAYS - 1)
+    }
+
+    /// The slot a lookup of `args` answers with: the first one of the key at this epoch.
+    #[inline(always)]
+    fn slot_of(&self, probe: &Probe, args: &str, epoch: u64) -> Option<&Slot<V>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let start = self.bucket(probe.hash);
+        let tags = &self.tags[start..start + WAYS];
+        let slots = &self.slots[start..start + WAYS];
+        for (tag, slot) in tags.iter().zip(slots) {
+            if *tag != probe.hash {
+                continue;
+            }
+            let Some(slot) = slot else {
+                continue;
+            };
+            if slot.epoch == epoch && slot.matches(probe, args) {
+                return Some(slot);
+            }
+        }
+        None
     }
 
     fn resize(&mut self, len: usize) {
@@ -369,6 +417,26 @@ impl Probe {
         Probe::build(head, len, args)
     }
 
+    /// Hands `look` the probe a call makes for the key with the encoded arguments `args`
+    /// when its call site probes as `kind`, and the text it compares slots with (see
+    /// `CachedFn::probe_key`); `None` when `args` cannot be the encoding of that kind.
+    #[inline]
+    pub(crate) fn of_call<R>(
+        kind: CallProbe,
+        args: &KeyBuf,
+        look: impl FnOnce(Probe, &str) -> R,
+    ) -> Option<R> {
+        Some(match kind {
+            CallProbe::Int(bits) => look(Probe::of_int(bits), ""),
+            CallProbe::Ints(words, count) => look(Probe::of_ints(words, count as usize), ""),
+            CallProbe::Text => {
+                let text = crate::key::unescape_text(args.as_str())?;
+                look(Probe::of_raw(&text), &text)
+            }
+            CallProbe::Encoded => look(Probe::of(args), args.as_str()),
+        })
+    }
+
     /// What a slot keeps of a key beyond its head, for a slot filled by a call with these
     /// encoded arguments: the whole text when it is longer than the head (unescaped for a
     /// raw-text probe, which compares the caller's text), nothing otherwise.
@@ -486,6 +554,81 @@ mod tests {
         front.put(&pa, &crate::key::encode(a.as_str()), fill, counters, 100);
         assert!(matches!(front.get(&pa, &a, 0), Lookup::Hit(7)));
         assert!(matches!(front.get(&pb, &b, 0), Lookup::Miss));
+    }
+
+    #[test]
+    fn holds_fresh_answers_as_get_does_and_counts_no_hit() {
+        let (a, b) = colliding_texts();
+        let (pa, pb) = (Probe::of_raw(&a), Probe::of_raw(&b));
+        let counters: &'static Counters = Box::leak(Box::default());
+        let front = Front::<u64>::new();
+        assert!(!front.holds_fresh(&pa, &a, 0), "an empty table");
+        let fill = |deadline| Fill {
+            value: Arc::new(7),
+            deadline,
+            delta_beta: 0,
+            epoch: 0,
+        };
+        front.put(
+            &pa,
+            &crate::key::encode(a.as_str()),
+            fill(u64::MAX),
+            counters,
+            100,
+        );
+        assert!(front.holds_fresh(&pa, &a, 0));
+        assert!(!front.holds_fresh(&pb, &b, 0), "same probe, another text");
+        assert!(
+            !front.holds_fresh(&pa, &a, 1),
+            "filled under an older epoch"
+        );
+        assert_eq!(counters.snapshot().l1_hits, 0, "nothing counted");
+        let int = Probe::of_int(5);
+        front.put(&int, "5", fill(clock::now()), counters, 100);
+        assert!(!front.holds_fresh(&int, "", 0), "past its deadline");
+        assert!(matches!(front.get(&int, "", 0), Lookup::Miss));
+    }
+
+    #[test]
+    fn a_keys_call_probe_is_the_probe_its_call_makes() {
+        use crate::key::{CallProbe, KeyPart};
+        fn check<T: KeyPart + ?Sized>(value: &T, call: Probe, call_text: &str) {
+            let mut args = KeyBuf::new();
+            value.encode_key(&mut args);
+            let of_call = |plain| {
+                let kind = CallProbe::of(value.shortcut(), plain);
+                Probe::of_call(kind, &args, |probe, text| (probe, text.to_owned()))
+                    .expect("a probe")
+            };
+            let (probe, text) = of_call(true);
+            assert_eq!(
+                (probe.hash, probe.head, probe.len),
+                (call.hash, call.head, call.len)
+            );
+            assert_eq!(text, call_text);
+            // A call site that is not plain probes the encoded key.
+            let (probe, text) = of_call(false);
+            let encoded = Probe::of(&args);
+            assert_eq!(
+                (probe.hash, probe.head, probe.len),
+                (encoded.hash, encoded.head, encoded.len)
+            );
+            assert_eq!(text, args.as_str());
+        }
+        check(&42u64, Probe::of_int(42), "");
+        check(&-7i32, Probe::of_int(-7i64 as u64), "");
+        check(&(1u64, 2u32), Probe::of_ints([1, 2, 0], 2), "");
+        check(
+            &(1u8, -2i64, 3u16),
+            Probe::of_ints([1, -2i64 as u64, 3], 3),
+            "",
+        );
+        for text in ["a", "https://example.com/a:b,c[d]~e+f\\g/long-enough"] {
+            check(text, Probe::of_raw(text), text);
+        }
+        let mut encoded = KeyBuf::new();
+        (1u64, "x").encode_key(&mut encoded);
+        check(&(1u64, "x"), Probe::of(&encoded), encoded.as_str());
     }
 
     /// Calls with `keys` (probe, raw text, encoded text) in rounds, filling the table on each

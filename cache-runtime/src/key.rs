@@ -519,11 +519,67 @@ tuple_key_part!(A B C D E F G H);
 pub struct Key {
     owner: &'static dyn KeyOwner,
     args: KeyBuf,
+    /// How a call with these arguments probes its function's front table, when the key was
+    /// made by a companion that knows (`f::key`, `f::key_for`, ...). Derived from the
+    /// arguments: not part of `Eq`, `Hash` or `Display`.
+    probe: Option<CallProbe>,
+}
+
+/// How a call probes its front table for a key (see `front::Probe`): the call site's
+/// [`Shortcut`], without its borrow. A preload scope looks the key up the same way, so that a
+/// key this thread's front table holds fresh is left out of its MGET without asking L1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallProbe {
+    /// One integer, by its bits.
+    Int(u64),
+    /// Two or three integers (their bits, then zeros), and how many.
+    Ints([u64; 3], u8),
+    /// One text: the arguments unescaped.
+    Text,
+    /// The encoded arguments.
+    Encoded,
+}
+
+impl CallProbe {
+    /// The probe of a call whose whole key has this `shortcut`; `plain` as the call site
+    /// passes it to `probe_key` (a call that is not plain probes its encoded key).
+    #[inline]
+    pub(crate) fn of(shortcut: Shortcut<'_>, plain: bool) -> Self {
+        match shortcut {
+            _ if !plain => CallProbe::Encoded,
+            Shortcut::Int(bits) => CallProbe::Int(bits),
+            Shortcut::Ints(words, count) => CallProbe::Ints(words, count as u8),
+            Shortcut::Text(_) => CallProbe::Text,
+            Shortcut::Encoded => CallProbe::Encoded,
+        }
+    }
 }
 
 impl Key {
     pub(crate) fn new(owner: &'static dyn KeyOwner, args: KeyBuf) -> Self {
-        Key { owner, args }
+        Key {
+            owner,
+            args,
+            probe: None,
+        }
+    }
+
+    /// A key that knows how a call with `args` probes its front table.
+    #[inline]
+    pub(crate) fn probed(owner: &'static dyn KeyOwner, args: KeyBuf, probe: CallProbe) -> Self {
+        Key {
+            owner,
+            args,
+            probe: Some(probe),
+        }
+    }
+
+    /// Whether this thread's front table holds a fresh value for the key, one a call would
+    /// be answered with (`false` when the key does not know how a call probes it).
+    #[inline]
+    pub(crate) fn fresh_in_front(&self) -> bool {
+        self.probe
+            .is_some_and(|probe| self.owner.fresh_in_front(probe, &self.args))
     }
 
     /// The encoded arguments (the part after `v{version}:`).
@@ -569,6 +625,9 @@ pub(crate) trait KeyOwner: Send + Sync {
     fn store_name(&self) -> Option<&'static str>;
     /// Whether L1 holds a fresh entry for these arguments.
     fn holds(&self, args: &str) -> bool;
+    /// Whether this thread's front table holds a value for these encoded arguments that a
+    /// call probing it as `probe` says would serve as fresh.
+    fn fresh_in_front(&self, probe: CallProbe, args: &KeyBuf) -> bool;
     /// Counts a Redis failure against this function.
     fn count_l2_error(&self);
     /// An identity for maps keyed by function.

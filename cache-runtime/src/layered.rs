@@ -47,11 +47,12 @@ mod route;
 mod shortcut;
 mod trace;
 mod typed;
+mod warm;
 pub use batch::BatchOutcome;
 use fn_core::FnCore;
 pub use shortcut::{Pending, Probed};
 use trace::{Asked, Ending, Trace};
-use typed::FrontFill;
+use typed::ThreadFront;
 pub use typed::{CachedFn, FrontKey, RemoteCodec};
 
 /// A value as the layers past the front table hold it: shared, and of the function's value
@@ -126,6 +127,8 @@ pub struct Layers {
     alias: std::sync::OnceLock<usize>,
     /// Which keys a full L1 admits from preload scopes (see `doorkeeper`).
     doorkeeper: Doorkeeper,
+    /// This function's front thread-local, once a call filled a slot (see `warm`).
+    front: std::sync::OnceLock<&'static dyn ThreadFront>,
 }
 
 impl std::ops::Deref for Layers {
@@ -139,7 +142,7 @@ impl std::ops::Deref for Layers {
 /// Where one call's key lives, computed once per call.
 struct Call<'a> {
     /// This thread's front table (`None` for companions, which have none to fill).
-    front: Option<&'static dyn FrontFill>,
+    front: Option<&'static dyn ThreadFront>,
     args: &'a str,
     probe: Probe,
     /// The function's epoch (bumped by invalidations), read before any lookup.
@@ -505,6 +508,7 @@ impl Layers {
             delta_beta: entry.delta_beta,
             epoch: call.front_epoch,
         };
+        self.remember_front(front);
         front.fill(
             &call.probe,
             call.args,
@@ -811,6 +815,7 @@ impl Layers {
             value_ttl: None,
             alias: std::sync::OnceLock::new(),
             doorkeeper: Doorkeeper::new(),
+            front: std::sync::OnceLock::new(),
         }
     }
 
@@ -818,7 +823,7 @@ impl Layers {
     /// front-table copy early refresh picked this caller to refresh.
     fn call_site<'a>(
         &self,
-        front: &'static dyn FrontFill,
+        front: &'static dyn ThreadFront,
         args: &'a str,
         probe: Probe,
         picked_for_refresh: Option<u64>,
@@ -1046,6 +1051,10 @@ impl KeyOwner for Layers {
     fn holds(&self, args: &str) -> bool {
         let kept_stale = self.settings.lifetime.keeps_past_deadline();
         self.l1.holds_fresh(args, kept_stale)
+    }
+
+    fn fresh_in_front(&self, probe: crate::key::CallProbe, args: &KeyBuf) -> bool {
+        self.front_holds(probe, args)
     }
 
     fn count_l2_error(&self) {

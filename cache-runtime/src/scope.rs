@@ -17,6 +17,9 @@
 //! Redis as without the scope.
 //!
 //! Keys of `local` functions, duplicates and keys L1 already holds are left out of the MGET.
+//! A key made by its function's companion (`f::key`, `f::key_for`, ...) is first looked up
+//! in this thread's front table, the way the call will look for it: one this thread holds
+//! fresh is left out without asking L1.
 //! If Redis fails, the scope is empty and the calls inside behave as without it (the failure
 //! is counted in each function's `l2_errors`).
 
@@ -46,7 +49,7 @@ struct Slot {
     /// The owner's epoch, read before its L1 was asked and the MGET sent: an `invalidate` or
     /// `clear_local` since then has bumped it, and voids this answer.
     epoch: u64,
-    /// When the key was planned, before the MGET was sent ([`clock::now`]): the bytes are
+    /// When the scope began planning, before the MGET was sent ([`clock::now`]): the bytes are
     /// no newer (see [`crate::coherence`]).
     asked_at: u64,
     hash: u64,
@@ -226,25 +229,27 @@ fn known(owner: usize, epoch: u64, args: &str) -> bool {
 }
 
 /// The slots of a new scope and, per store, the keys to ask it for: every key that is not
-/// `local`, not fresh in L1 and not known to an enclosing scope, once. `None` when there is
-/// nothing to send.
+/// `local`, not fresh in this thread's front table or in L1 and not known to an enclosing
+/// scope, once. `None` when there is nothing to send.
 fn plan(
     keys: impl IntoIterator<Item = Key>,
     installed: &Installed,
 ) -> Option<(ScopeData, Vec<Batch>)> {
     let keys = keys.into_iter();
     let expected = keys.size_hint().0;
-    let mut scope = ScopeData {
-        slots: Vec::with_capacity(expected),
-        index: HashTable::with_capacity(expected),
-        next: AtomicUsize::new(0),
-    };
+    // Allocated for the first key to ask about: a warm page needs neither.
+    let mut scope = ScopeData::default();
     let mut batches: Vec<Batch> = Vec::new();
     // Asked once: enclosing scopes do not change while this one is planned.
     let enclosing = any_enclosing();
+    // One reading for every key: earlier than each key's own, still before the MGET, so the
+    // bytes are no newer (an earlier time only keeps fewer values, see `coherence`).
+    let asked_at = clock::now();
     for key in keys {
         let owner = key.owner();
-        if owner.is_local() {
+        // A key this thread's front table holds fresh is answered there, as the call would
+        // be: no slot, and no L1 lookup (see `layered::warm`).
+        if owner.is_local() || key.fresh_in_front() {
             continue;
         }
         let Some(store) = installed.store(owner.store_name()) else {
@@ -252,6 +257,11 @@ fn plan(
         };
         let (id, args) = (owner.id(), key.args());
         let hash = slot_hash(id, args);
+        if scope.slots.capacity() == 0 {
+            scope.slots.reserve(expected);
+            let slots = &scope.slots;
+            scope.index.reserve(expected, |&at| slots[at as usize].hash);
+        }
         let slots = &scope.slots;
         let Entry::Vacant(vacant) = scope.index.entry(
             hash,
@@ -263,7 +273,6 @@ fn plan(
         };
         // Read before L1 is asked (see `Slot::epoch`).
         let epoch = owner.epoch();
-        let asked_at = clock::now();
         if owner.holds(args) || (enclosing && known(id, epoch, args)) {
             continue;
         }
@@ -369,8 +378,9 @@ impl Drop for Entered {
 ///
 /// Without Redis configured, or if Redis fails, `body` simply runs with normal calls.
 pub fn preload<R>(keys: impl IntoIterator<Item = Key>, body: impl FnOnce() -> R) -> R {
-    let scope = Arc::new(fetch(keys));
-    let _entered = Entered::push(scope);
+    let scope = fetch(keys);
+    // A scope without slots answers nothing: the body runs as outside it.
+    let _entered = (!scope.slots.is_empty()).then(|| Entered::push(Arc::new(scope)));
     body()
 }
 
@@ -380,9 +390,10 @@ pub fn preload<R>(keys: impl IntoIterator<Item = Key>, body: impl FnOnce() -> R)
 /// threads of a multi-thread runtime and is invisible to other tasks (including tasks that
 /// `future` spawns).
 pub async fn preload_async<F: Future>(keys: impl IntoIterator<Item = Key>, future: F) -> F::Output {
-    let scope = Arc::new(fetch_async(keys).await);
+    let scope = fetch_async(keys).await;
     Scoped {
-        scope,
+        // A scope without slots answers nothing: the future runs as outside it.
+        scope: (!scope.slots.is_empty()).then(|| Arc::new(scope)),
         future: Box::pin(future),
     }
     .await
@@ -390,7 +401,7 @@ pub async fn preload_async<F: Future>(keys: impl IntoIterator<Item = Key>, futur
 
 /// A future that enters its scope around each poll.
 struct Scoped<F> {
-    scope: Arc<ScopeData>,
+    scope: Option<Arc<ScopeData>>,
     future: Pin<Box<F>>,
 }
 
@@ -398,7 +409,7 @@ impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let _entered = Entered::push(self.scope.clone());
+        let _entered = self.scope.clone().map(Entered::push);
         self.future.as_mut().poll(cx)
     }
 }

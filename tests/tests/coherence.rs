@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cache_runtime::{cached, Config};
+use cache_runtime::{cached, preload, Config};
 use integration_tests::{serial, with_redis, RedisServer};
 
 /// The server the bodies read their source of truth (`truth:{n}`) from, set by each test.
@@ -350,4 +350,38 @@ fn another_process_invalidating_a_text_key_voids_this_processs_front_slots() {
             page(url).starts_with("v-from-")
         });
     }
+}
+
+#[test]
+fn a_key_another_process_invalidated_is_fetched_by_this_processs_next_preload_scope() {
+    let (_guard, server) = with_redis("coh-scope");
+    value::clear_local();
+    for n in [1, 2] {
+        set_truth(&server, n, "old");
+    }
+    // Computed, then answered by this thread's front table.
+    for _ in 0..2 {
+        assert_eq!((value(1), value(2)), ("old".into(), "old".into()));
+    }
+    let keys = || [value::key(1), value::key(2)];
+    server.reset_stats();
+    preload(keys(), || ());
+    assert_eq!(server.calls("mget"), 0, "both held in the front table");
+
+    let status = peer(&["invalidate", &server.url(), "coh-scope", "value", "1"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The message voids 1's front slots and L1 entry (then Redis, emptied by the peer,
+    // has nothing either).
+    poll_until("the peer's invalidation arrives", || {
+        value::peek(1).is_none()
+    });
+    let misses = value::stats().misses;
+    server.reset_stats();
+    let (one, two) = preload(keys(), || (value(1), value(2)));
+    assert_eq!(server.calls("mget"), 1, "the scope asks Redis for 1");
+    assert!(one.starts_with("v-from-"), "1 is computed anew: {one}");
+    assert_eq!(two, "old", "2 is still held");
+    assert_eq!(value::stats().misses, misses + 1);
 }

@@ -676,3 +676,328 @@ fn a_full_l1_takes_a_scopes_value_on_its_second_sighting() {
         "only the first ten computed"
     );
 }
+
+// A scope asks this thread's front table first, the way the calls will: keys made by the
+// companions carry the call's front-table probe. These tests show the front table answers
+// (no MGET for keys only it holds), that it never hides an invalidated or expired value,
+// and that keys without a probe get the same answers from L1.
+
+/// `key` without the call's front-table probe: built from its encoded arguments by the
+/// function's cache (as every key was before the companions gave one), so that a scope asks
+/// L1 alone about it.
+fn bare<V: Clone + Send + Sync + 'static>(
+    cache: &'static cache_runtime::__private::CachedFn<V>,
+    key: &Key,
+) -> Key {
+    use cache_runtime::__private::{Cache, CacheCalls as _, KeyBuf};
+    let mut args = KeyBuf::new();
+    args.push_raw(key.args());
+    (&Cache(cache)).key(args)
+}
+
+/// L1 forgets an entry no call has read for this long; a front-table hit reads no L1 entry.
+const IDLE: Duration = Duration::from_millis(300);
+
+#[cached(ttl = 60, idle = IDLE, name = "preload::idle_int")]
+fn idle_int(n: u64) -> String {
+    format!("int {n}")
+}
+
+#[cached(ttl = 60, idle = IDLE, name = "preload::idle_pair")]
+fn idle_pair(a: u64, b: u32) -> String {
+    format!("pair {a} {b}")
+}
+
+#[cached(ttl = 60, idle = IDLE, name = "preload::idle_text")]
+fn idle_text(url: &str) -> String {
+    format!("text {url}")
+}
+
+#[cached(ttl = 60, idle = IDLE, name = "preload::idle_mixed")]
+fn idle_mixed(a: u64, tag: &str, on: bool) -> String {
+    format!("mixed {a} {tag} {on}")
+}
+
+struct Note {
+    id: u64,
+}
+
+#[cached(ttl = 60, idle = IDLE, key = note.id, name = "preload::idle_note")]
+fn idle_note(note: &Note) -> String {
+    format!("note {}", note.id)
+}
+
+#[cached(ttl = 60, idle = IDLE, batch, name = "preload::idle_users")]
+fn idle_users(ids: &[u64]) -> std::collections::HashMap<u64, String> {
+    ids.iter().map(|&id| (id, format!("user {id}"))).collect()
+}
+
+/// Short and long texts, with and without bytes the key encoding escapes.
+const URLS: [&str; 3] = [
+    "a",
+    "https://example.com/notes/42?x=1",
+    "https://example.com/a:b,c[d]~e+f\\g/long-enough",
+];
+
+/// One key of every shape a call probes its front table by: an integer, two integers, a
+/// text (escaped or not, within the front table's inline bytes or past them), encoded
+/// arguments, a `key = ..` expression named with `key_for`, and a batch's elements.
+fn idle_keys() -> Vec<Key> {
+    let mut keys = vec![idle_int::key(7), idle_pair::key(7, 3)];
+    keys.extend(URLS.map(idle_text::key));
+    keys.push(idle_mixed::key(7, "x:y", true));
+    keys.push(idle_note::key(&Note { id: 7 }));
+    keys.push(idle_note::key_for(&8u64));
+    keys.push(idle_users::key_for(&1));
+    keys.extend(idle_users::keys(&[2]));
+    keys
+}
+
+fn idle_keys_bare() -> Vec<Key> {
+    let keys = idle_keys();
+    let caches = [
+        idle_int::__cache(),
+        idle_pair::__cache(),
+        idle_text::__cache(),
+        idle_text::__cache(),
+        idle_text::__cache(),
+        idle_mixed::__cache(),
+        idle_note::__cache(),
+        idle_note::__cache(),
+        idle_users::__cache(),
+        idle_users::__cache(),
+    ];
+    keys.iter().zip(caches).map(|(k, c)| bare(c, k)).collect()
+}
+
+fn idle_page() -> Vec<String> {
+    let mut page = vec![idle_int(7), idle_pair(7, 3)];
+    page.extend(URLS.map(idle_text));
+    page.push(idle_mixed(7, "x:y", true));
+    page.push(idle_note(&Note { id: 7 }));
+    page.push(idle_note(&Note { id: 8 }));
+    let users = idle_users(&[1, 2]);
+    page.extend([1, 2].map(|id| users[&id].clone()));
+    page
+}
+
+fn idle_misses() -> u64 {
+    [
+        idle_int::stats(),
+        idle_pair::stats(),
+        idle_text::stats(),
+        idle_mixed::stats(),
+        idle_note::stats(),
+        idle_users::stats(),
+    ]
+    .iter()
+    .map(|s| s.misses)
+    .sum()
+}
+
+#[test]
+fn a_warm_page_sends_no_mget_for_keys_only_this_threads_front_table_holds() {
+    let (_guard, server) = with_redis("front");
+    let first = idle_page();
+    assert_eq!(idle_misses(), 10);
+    // The page again: every call is answered by this thread's front table, which reads no
+    // L1 entry; past `idle` L1 has let them all go, while the front table holds them fresh.
+    assert_eq!(idle_page(), first);
+    thread::sleep(IDLE + Duration::from_millis(200));
+    server.reset_stats();
+
+    let page = preload(idle_keys(), idle_page);
+
+    assert_eq!(page, first);
+    assert_eq!(
+        (
+            server.calls("mget"),
+            server.calls("get"),
+            server.calls("set")
+        ),
+        (0, 0, 0),
+        "every key is answered by the front table, as every call is"
+    );
+    assert_eq!(idle_misses(), 10, "no body ran");
+
+    // The same keys without the calls' probe are asked of L1 alone, which no longer holds
+    // them: that is what the front table spared.
+    preload(idle_keys_bare(), || ());
+    assert_eq!(server.calls("mget"), 1);
+    assert_eq!(keys_looked_up(&server), 10);
+}
+
+told_apart!(served, write_served, SERVED_RUNS, "preload::served");
+
+#[test]
+fn a_key_invalidated_after_being_served_is_fetched_by_the_next_scope() {
+    let (_guard, server) = redis_holding("served", [1, 2, 3], write_served);
+    // Each read from Redis into L1, then served from L1, which fills the front table.
+    for _ in 0..2 {
+        for n in [1, 2, 3] {
+            served(n);
+        }
+    }
+    let keys = || [served::key(1), served::key(2), served::key(3)];
+    let bare_keys = || keys().map(|k| bare(served::__cache(), &k));
+    server.reset_stats();
+    preload(keys(), || ());
+    preload(bare_keys(), || ());
+    assert_eq!(
+        server.calls("mget"),
+        0,
+        "all three held, with or without probes"
+    );
+
+    // 1 is invalidated (in L1, the front tables and Redis), then Redis gets a newer value;
+    // 2 and 3 are served again, from L1 into the front table, which holds them anew.
+    served::invalidate(1);
+    write_served::put(1, "newer 1".to_owned());
+    assert_eq!(
+        (served(2), served(3)),
+        ("stored 2".into(), "stored 3".into())
+    );
+    server.reset_stats();
+    preload(bare_keys(), || ());
+    assert_eq!(
+        (server.calls("mget"), keys_looked_up(&server)),
+        (1, 1),
+        "without probes, the MGET asks for 1 alone"
+    );
+    server.reset_stats();
+    let page = preload(keys(), || (served(1), served(2), served(3)));
+    assert_eq!(
+        (
+            server.calls("mget"),
+            keys_looked_up(&server),
+            server.calls("get")
+        ),
+        (1, 1, 0),
+        "the MGET asks for 1 alone, and the call for it sends no GET"
+    );
+    assert_eq!(page.0, "newer 1", "the newer value, from the scope");
+    assert_eq!((page.1.as_str(), page.2.as_str()), ("stored 2", "stored 3"));
+
+    // `clear_local` leaves Redis alone but voids every copy this process holds.
+    served(1);
+    served::clear_local();
+    server.reset_stats();
+    preload(bare_keys(), || ());
+    assert_eq!((server.calls("mget"), keys_looked_up(&server)), (1, 3));
+    server.reset_stats();
+    let page = preload(keys(), || (served(1), served(2), served(3)));
+    assert_eq!(
+        (
+            server.calls("mget"),
+            keys_looked_up(&server),
+            server.calls("get")
+        ),
+        (1, 3, 0)
+    );
+    assert_eq!(page.0, "newer 1");
+    assert_eq!(SERVED_RUNS.load(SeqCst), 0, "no body ran");
+}
+
+const LAPSE: Duration = Duration::from_millis(300);
+
+#[cached(ttl = LAPSE, name = "preload::lapsed_int")]
+fn lapsed_int(n: u64) -> String {
+    format!("int {n}")
+}
+
+#[cached(ttl = LAPSE, stale = 60, name = "preload::lapsed_stale")]
+fn lapsed_stale(n: u64) -> String {
+    format!("stale {n}")
+}
+
+#[cached(ttl = LAPSE, name = "preload::lapsed_pair")]
+fn lapsed_pair(a: u64, b: i32) -> String {
+    format!("pair {a} {b}")
+}
+
+#[cached(ttl = LAPSE, name = "preload::lapsed_text")]
+fn lapsed_text(url: &str) -> String {
+    format!("text {url}")
+}
+
+#[cached(ttl = LAPSE, name = "preload::lapsed_mixed")]
+fn lapsed_mixed(a: u64, tag: &str) -> String {
+    format!("mixed {a} {tag}")
+}
+
+fn lapsed_block(n: u64) -> String {
+    cache_runtime::cached_block!(
+        name = "preload::lapsed_block",
+        ttl = LAPSE,
+        key = n,
+        value = String,
+        { format!("block {n}") }
+    )
+}
+
+fn lapsed_page() -> Vec<String> {
+    let mut page = vec![lapsed_int(1), lapsed_stale(1), lapsed_pair(1, -2)];
+    page.extend(URLS.map(lapsed_text));
+    page.push(lapsed_mixed(1, "x:y"));
+    page.push(lapsed_block(1));
+    page
+}
+
+fn lapsed_keys() -> Vec<Key> {
+    let mut keys = vec![
+        lapsed_int::key(1),
+        lapsed_stale::key(1),
+        lapsed_pair::key(1, -2),
+    ];
+    keys.extend(URLS.map(lapsed_text::key));
+    keys.push(lapsed_mixed::key(1, "x:y"));
+    keys.push(cache_runtime::block_key("preload::lapsed_block", &1u64));
+    keys
+}
+
+fn lapsed_keys_bare() -> Vec<Key> {
+    let keys = lapsed_keys();
+    let mut bare_keys = vec![
+        bare(lapsed_int::__cache(), &keys[0]),
+        bare(lapsed_stale::__cache(), &keys[1]),
+        bare(lapsed_pair::__cache(), &keys[2]),
+    ];
+    bare_keys.extend(keys[3..6].iter().map(|k| bare(lapsed_text::__cache(), k)));
+    bare_keys.push(bare(lapsed_mixed::__cache(), &keys[6]));
+    // (A block's key is owned by its name, whose cache a test cannot reach: left out.)
+    bare_keys
+}
+
+#[test]
+fn a_key_expired_after_being_served_is_fetched_by_the_next_scope() {
+    let (_guard, server) = with_redis("lapsed");
+    let written = Instant::now();
+    // Computed (and put in the front table), then served from it.
+    let first = lapsed_page();
+    assert_eq!(lapsed_page(), first);
+    server.reset_stats();
+    preload(lapsed_keys(), || ());
+    preload(lapsed_keys_bare(), || ());
+    assert_eq!(server.calls("mget"), 0, "all fresh, with or without probes");
+
+    // Past every deadline (the margin covers the millisecond rounding of expiry times); the
+    // stale function's entry is kept in L1 for its window, yet no longer fresh.
+    thread::sleep(
+        (written + LAPSE + Duration::from_millis(50)).saturating_duration_since(Instant::now()),
+    );
+    server.reset_stats();
+    preload(lapsed_keys_bare(), || ());
+    assert_eq!((server.calls("mget"), keys_looked_up(&server)), (1, 7));
+    server.reset_stats();
+    let page = preload(lapsed_keys(), lapsed_page);
+    assert_eq!(
+        (
+            server.calls("mget"),
+            keys_looked_up(&server),
+            server.calls("get")
+        ),
+        (1, 8, 0),
+        "every key is asked for, and no call sends a GET"
+    );
+    assert_eq!(page, first);
+}

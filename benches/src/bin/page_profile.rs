@@ -4,9 +4,12 @@
 //!
 //! ```text
 //! cargo build --release -p benches --bin page_profile
-//! valgrind --tool=callgrind --toggle-collect='page_profile::measured_*' \
+//! valgrind --tool=callgrind --toggle-collect='page_profile::measured_ours' \
 //!     target/release/page_profile ours 200
 //! ```
+//!
+//! Name the contender's own function (`measured_warm` for `warm`): a pattern matching two
+//! nested functions toggles collection off again inside the second.
 //!
 //! Arguments: the contender (`ours`, `floor`, or `warm`: the same page with every fragment
 //! already in L1 and this thread's front table) and the number of pages after warming (default

@@ -159,17 +159,19 @@ impl Gen<'_> {
             "Removes every element of `{fn_name}` from the shared store and from this \
              process's in-process layer."
         );
+        // Each element's call probes the front table with its encoded key.
+        let encoded_probe = quote!(#rt::__private::Shortcut::Encoded);
         quote! {
             #[doc = #key_for_doc]
             #vis fn key_for(#one: &#id) -> #rt::__private::Key {
                 #uses
-                #cache.key(#encode(#one))
+                #cache.key_probed(#encode(#one), #encoded_probe, true)
             }
 
             #[doc = #keys_doc]
             #vis fn keys(#many: &[#id]) -> ::std::vec::Vec<#rt::__private::Key> {
                 #uses
-                #many.iter().map(|#one| #cache.key(#encode(#one))).collect()
+                #many.iter().map(|#one| #cache.key_probed(#encode(#one), #encoded_probe, true)).collect()
             }
 
             #[doc = #invalidate_doc]

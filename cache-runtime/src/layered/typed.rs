@@ -93,9 +93,10 @@ pub type ValueTtl<V> = fn(&V) -> Option<Duration>;
 /// The thread-local front table type generated code declares.
 pub type FrontKey<V> = LocalKey<Front<V>>;
 
-/// A front table as the layers fill it, its value type erased: a function's L1 hit shares
-/// the entry's value with this thread's table.
-pub(crate) trait FrontFill: Sync {
+/// A function's front table (this thread's), as the layers see it: its value type erased.
+/// An L1 hit shares the entry's value with it, and a preload scope asks it what it holds
+/// (see `warm`).
+pub(crate) trait ThreadFront: Sync {
     fn fill(
         &'static self,
         probe: &Probe,
@@ -104,9 +105,13 @@ pub(crate) trait FrontFill: Sync {
         counters: &'static Counters,
         capacity: u64,
     );
+
+    /// Whether this thread's table holds a fresh value for the key (see
+    /// [`Front::holds_fresh`]).
+    fn holds_fresh(&'static self, probe: &Probe, args: &str, epoch: u64) -> bool;
 }
 
-impl<V: Clone + Send + Sync + 'static> FrontFill for FrontKey<V> {
+impl<V: Clone + Send + Sync + 'static> ThreadFront for FrontKey<V> {
     fn fill(
         &'static self,
         probe: &Probe,
@@ -125,6 +130,11 @@ impl<V: Clone + Send + Sync + 'static> FrontFill for FrontKey<V> {
             epoch: fill.epoch,
         };
         let _ = self.try_with(|table| table.put(probe, args, fill, counters, capacity));
+    }
+
+    fn holds_fresh(&'static self, probe: &Probe, args: &str, epoch: u64) -> bool {
+        self.try_with(|table| table.holds_fresh(probe, args, epoch))
+            .unwrap_or(false)
     }
 }
 
@@ -401,7 +411,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         );
         let (picked_for_refresh, born) = (call.picked_for_refresh, call.born());
         runtime.spawn(async move {
-            let front: &'static dyn FrontFill = front;
+            let front: &'static dyn ThreadFront = front;
             let call = Call {
                 front: Some(front),
                 args: &args,
