@@ -305,6 +305,12 @@ impl Gen<'_> {
         quote!((&#rt::__private::Cache(#accessor)))
     }
 
+    /// The function's layers (`__private::Layers`, reached from its `CachedFn` by deref),
+    /// for the companions that call them by path.
+    fn layers(&self, cache: &TokenStream) -> TokenStream {
+        quote!(#cache.0)
+    }
+
     /// Brings the cache's methods into scope (unnamed, so they shadow nothing).
     fn uses(&self) -> TokenStream {
         let rt = &self.rt;
@@ -641,7 +647,27 @@ impl Gen<'_> {
              layer; other callers keep getting the current value until it is stored."
         );
         let allow = quote!(#[allow(unused_mut, non_snake_case, clippy::needless_pass_by_value)]);
-        if sig.asyncness.is_some() {
+        if sig.asyncness.is_some() && !borrows_anything(sig) {
+            // Nothing borrowed: the call's future can be returned as it is, with no state
+            // machine of the companion's own (see `companions`).
+            let value = match output {
+                syn::ReturnType::Default => quote!(()),
+                syn::ReturnType::Type(_, ty) => quote!(#ty),
+            };
+            quote! {
+                #[doc = #uncached_doc]
+                #allow
+                #vis fn #uncached #generics(#inputs) -> impl ::core::future::Future<Output = #value> #where_clause {
+                    #cache.uncached_async(#call)
+                }
+
+                #[doc = #refresh_doc]
+                #allow
+                #vis fn #refresh #generics(#inputs) -> impl ::core::future::Future<Output = #value> #where_clause {
+                    #cache.refreshing_async(#call)
+                }
+            }
+        } else if sig.asyncness.is_some() {
             quote! {
                 #[doc = #uncached_doc]
                 #allow
@@ -862,12 +888,18 @@ impl Gen<'_> {
         let stats = format_ident!("{prefix}stats");
         let clear_local = format_ident!("{prefix}clear_local");
         let encode = self.encode_key();
+        // An async function's `invalidate`, `clear`, `peek` and `put` return the layers'
+        // future (`fn .. -> impl Future`, awaited the same way) rather than being `async fn`s
+        // of their own: the key is encoded when called, and no state machine is generated for
+        // each (`peek` and `put` return a boxed one, `__private::Companion`). `invalidate`
+        // and `clear` call the layers by path: no value type bound is involved.
+        let layers = self.layers(cache);
         let invalidate_fn = if sig.asyncness.is_some() {
             quote! {
-                #vis async fn #invalidate #generics(#inputs) #where_clause {
+                #vis fn #invalidate #generics(#inputs) -> impl ::core::future::Future<Output = ()> #where_clause {
                     #uses
                     let #args = #encode;
-                    #cache.invalidate_async(#args).await
+                    #rt::__private::Layers::invalidate_async(#layers, #args)
                 }
             }
         } else {
@@ -906,23 +938,22 @@ impl Gen<'_> {
         let (peek_fn, put_fn, clear_fn) = if sig.asyncness.is_some() {
             (
                 quote! {
-                    #vis async fn #peek #generics(#inputs) -> ::core::option::Option<#value> #where_clause {
+                    #vis fn #peek #generics(#inputs) -> impl ::core::future::Future<Output = ::core::option::Option<#value>> #where_clause {
                         #uses
                         let #args = #encode;
-                        #cache.peek_async(#args).await
+                        #cache.peek_async(#args)
                     }
                 },
                 quote! {
-                    #vis async fn #put #generics(#inputs #sep #put_value: #value) #where_clause {
+                    #vis fn #put #generics(#inputs #sep #put_value: #value) -> impl ::core::future::Future<Output = ()> #where_clause {
                         #uses
                         let #args = #encode;
-                        #cache.put_async(#args, #put_value).await
+                        #cache.put_async(#args, #put_value)
                     }
                 },
                 quote! {
-                    #vis async fn #clear #generics() #where_clause {
-                        #uses
-                        #cache.clear_async().await
+                    #vis fn #clear #generics() -> impl ::core::future::Future<Output = ()> #where_clause {
+                        #rt::__private::Layers::clear_async(#layers)
                     }
                 },
             )
@@ -1027,4 +1058,21 @@ pub(crate) fn free_fn_name(ident: &syn::Ident) -> TokenStream {
         "::",
         ::core::stringify!(#ident)
     )))
+}
+
+/// Whether a signature can borrow: a lifetime, a reference or an `impl` type anywhere in its
+/// generics or parameters (a returned future would then have to capture what it borrows,
+/// which edition 2021 cannot name for elided lifetimes).
+fn borrows_anything(sig: &syn::Signature) -> bool {
+    fn scan(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|token| match token {
+            proc_macro2::TokenTree::Punct(p) => p.as_char() == '&' || p.as_char() == '\'',
+            proc_macro2::TokenTree::Ident(ident) => ident == "impl" || ident == "dyn",
+            proc_macro2::TokenTree::Group(group) => scan(group.stream()),
+            proc_macro2::TokenTree::Literal(_) => false,
+        })
+    }
+    let generics = &sig.generics;
+    let inputs = &sig.inputs;
+    scan(quote!(#generics #inputs))
 }

@@ -371,6 +371,11 @@ pub trait BuildNever<V: 'static>: Sized {
 
 impl<V: 'static> BuildNever<V> for Build<V> {}
 
+/// The future of an async function's `peek` or `put` companion: boxed, so that the
+/// companion returns it as it is instead of being an `async fn` of its own (a state machine
+/// generated for every function), and so that it borrows nothing.
+pub type Companion<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
 /// [`CachedFn`]'s methods, for a value type that can be cached.
 #[allow(async_fn_in_trait)]
 pub trait CacheCalls<V: 'static> {
@@ -442,11 +447,11 @@ pub trait CacheCalls<V: 'static> {
     /// [`CachedFn::peek`].
     fn peek(self, args: KeyBuf) -> Option<V>;
     /// [`CachedFn::peek_async`].
-    async fn peek_async(self, args: KeyBuf) -> Option<V>;
+    fn peek_async(self, args: KeyBuf) -> Companion<Option<V>>;
     /// [`CachedFn::put`].
     fn put(self, args: KeyBuf, value: V);
     /// [`CachedFn::put_async`].
-    async fn put_async(self, args: KeyBuf, value: V);
+    fn put_async(self, args: KeyBuf, value: V) -> Companion<()>;
     /// [`Layers::clear`].
     fn clear(self);
     /// [`Layers::clear_async`].
@@ -548,14 +553,14 @@ impl<V: CacheValue> CacheCalls<V> for &Cache<V> {
     fn peek(self, args: KeyBuf) -> Option<V> {
         self.0.peek(args)
     }
-    async fn peek_async(self, args: KeyBuf) -> Option<V> {
-        self.0.peek_async(args).await
+    fn peek_async(self, args: KeyBuf) -> Companion<Option<V>> {
+        Box::pin(self.0.peek_async(args))
     }
     fn put(self, args: KeyBuf, value: V) {
         self.0.put(args, value)
     }
-    async fn put_async(self, args: KeyBuf, value: V) {
-        self.0.put_async(args, value).await
+    fn put_async(self, args: KeyBuf, value: V) -> Companion<()> {
+        Box::pin(self.0.put_async(args, value))
     }
     fn clear(self) {
         self.0.clear()
@@ -648,13 +653,15 @@ pub trait CacheNever<V: 'static>: Sized {
         None
     }
     /// Never run.
-    async fn peek_async(self, _: KeyBuf) -> Option<V> {
-        None
+    fn peek_async(self, _: KeyBuf) -> Companion<Option<V>> {
+        unreachable!("the value type was reported as not cacheable")
     }
     /// Never run.
     fn put(self, _: KeyBuf, _: V) {}
     /// Never run.
-    async fn put_async(self, _: KeyBuf, _: V) {}
+    fn put_async(self, _: KeyBuf, _: V) -> Companion<()> {
+        unreachable!("the value type was reported as not cacheable")
+    }
     /// Never run.
     fn clear(self) {}
     /// Never run.
