@@ -897,7 +897,6 @@ impl Gen<'_> {
         let invalidate_fn = if sig.asyncness.is_some() {
             quote! {
                 #vis fn #invalidate #generics(#inputs) -> impl ::core::future::Future<Output = ()> #where_clause {
-                    #uses
                     let #args = #encode;
                     #rt::__private::Layers::invalidate_async(#layers, #args)
                 }

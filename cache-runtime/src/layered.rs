@@ -38,7 +38,7 @@ use crate::key::{Key, KeyBuf, KeyOwner};
 use crate::lock::{self, Lock};
 use crate::scope::{self, Preloaded};
 use crate::stats::{Counters, Stats};
-use crate::store::local::{AnyValue, Bound, Entry, LocalStore, Policy};
+use crate::store::local::{AnyValue, Bound, Entry, LocalStore, Policy, SizeFn};
 use crate::store::{Budget, Op, Reply, SharedStore};
 
 mod batch;
@@ -70,7 +70,7 @@ struct Codec {
     /// once ([`codec::fingerprint`]).
     fingerprint: u64,
     /// The length `encode` writes, which an L1 bounded by `max_bytes` weighs values by.
-    size: Arc<dyn Fn(&AnyValue) -> usize + Send + Sync>,
+    size: SizeFn,
 }
 
 /// [`Codec::encode`]: a value of the function's type and its header to bytes.

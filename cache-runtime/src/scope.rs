@@ -94,6 +94,12 @@ fn slot_hash(owner: usize, args: &str) -> u64 {
 }
 
 impl ScopeData {
+    /// The scope to enter around the body, `None` when it has no slots: it would answer
+    /// nothing, and the body runs as outside it.
+    fn worth_entering(self) -> Option<Arc<Self>> {
+        (!self.slots.is_empty()).then(|| Arc::new(self))
+    }
+
     fn position(&self, owner: usize, args: &str, hash: u64) -> Option<usize> {
         let found = self.index.find(hash, |&at| {
             let slot = &self.slots[at as usize];
@@ -378,9 +384,7 @@ impl Drop for Entered {
 ///
 /// Without Redis configured, or if Redis fails, `body` simply runs with normal calls.
 pub fn preload<R>(keys: impl IntoIterator<Item = Key>, body: impl FnOnce() -> R) -> R {
-    let scope = fetch(keys);
-    // A scope without slots answers nothing: the body runs as outside it.
-    let _entered = (!scope.slots.is_empty()).then(|| Entered::push(Arc::new(scope)));
+    let _entered = fetch(keys).worth_entering().map(Entered::push);
     body()
 }
 
@@ -390,10 +394,8 @@ pub fn preload<R>(keys: impl IntoIterator<Item = Key>, body: impl FnOnce() -> R)
 /// threads of a multi-thread runtime and is invisible to other tasks (including tasks that
 /// `future` spawns).
 pub async fn preload_async<F: Future>(keys: impl IntoIterator<Item = Key>, future: F) -> F::Output {
-    let scope = fetch_async(keys).await;
     Scoped {
-        // A scope without slots answers nothing: the future runs as outside it.
-        scope: (!scope.slots.is_empty()).then(|| Arc::new(scope)),
+        scope: fetch_async(keys).await.worth_entering(),
         future: Box::pin(future),
     }
     .await

@@ -213,13 +213,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     pub fn with_max_bytes(mut self, max_bytes: u64, size: Option<fn(&V) -> usize>) -> Self {
         let size: SizeFn = match (size, &self.layers.remote) {
             (Some(size), _) => {
-                Box::new(move |value: &AnyValue| value.downcast_ref::<V>().map_or(0, size))
+                Arc::new(move |value: &AnyValue| value.downcast_ref::<V>().map_or(0, size))
             }
-            (None, Some(codec)) => {
-                let size = Arc::clone(&codec.size);
-                Box::new(move |value: &AnyValue| size(value))
-            }
-            (None, None) => Box::new(|_: &AnyValue| 0),
+            (None, Some(codec)) => Arc::clone(&codec.size),
+            (None, None) => Arc::new(|_: &AnyValue| 0),
         };
         let settings = &self.layers.settings;
         let bound = Bound::Bytes(max_bytes, size);

@@ -130,7 +130,7 @@ fn weight(encoded_len: usize, args: &str) -> u32 {
 }
 
 /// The encoded length of a value (see [`crate::codec::encoded_len`]).
-pub(crate) type SizeFn = Box<dyn Fn(&AnyValue) -> usize + Send + Sync>;
+pub(crate) type SizeFn = Arc<dyn Fn(&AnyValue) -> usize + Send + Sync>;
 
 /// How L1 is bounded.
 pub(crate) enum Bound {
