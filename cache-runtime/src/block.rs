@@ -8,7 +8,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use crate::key::{CallProbe, Key, KeyBuf, KeyOwner, KeyPart};
+use crate::key::{CallProbe, Held, Key, KeyBuf, KeyOwner, KeyPart, Marks};
 use crate::layered::{CachedFn, Layers};
 use crate::sync::lock;
 
@@ -68,14 +68,22 @@ impl KeyOwner for BlockOwner {
         self.target.get().and_then(|t| t.store_name())
     }
 
-    fn holds(&self, args: &str) -> bool {
-        self.target.get().is_some_and(|t| t.holds(args))
+    fn held(&self, args: &str, read: bool) -> Option<Held> {
+        self.target.get().and_then(|t| t.held(args, read))
     }
 
     fn fresh_in_front(&self, probe: CallProbe, args: &KeyBuf) -> bool {
         self.target
             .get()
             .is_some_and(|t| t.fresh_in_front(probe, args))
+    }
+
+    fn front_value(&self, probe: CallProbe, args: &KeyBuf) -> Option<Held> {
+        self.target.get().and_then(|t| t.front_value(probe, args))
+    }
+
+    fn marks(&self, probe: CallProbe, args: &KeyBuf) -> Option<Marks> {
+        self.target.get().and_then(|t| t.marks(probe, args))
     }
 
     fn count_l2_error(&self) {

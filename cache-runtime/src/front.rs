@@ -199,12 +199,35 @@ impl<V: Clone> Front<V> {
     /// of it and no hit counted: the same slot, epoch and deadline checks (and early
     /// refresh's draw), so that it never says `true` for a value a call would not serve.
     pub(crate) fn holds_fresh(&self, probe: &Probe, args: &str, epoch: u64) -> bool {
-        let Ok(table) = self.table.try_borrow() else {
-            return false;
-        };
-        table.slot_of(probe, args, epoch).is_some_and(|slot| {
-            freshness::verdict(slot.deadline, slot.deadline, slot.delta_beta) == Verdict::Fresh
+        self.fresh_slot(probe, args, epoch, |_| ()).is_some()
+    }
+
+    /// The value [`holds_fresh`](Self::holds_fresh) finds, shared (no copy), its deadline
+    /// and early refresh's Δ·β.
+    pub(crate) fn fresh_value(
+        &self,
+        probe: &Probe,
+        args: &str,
+        epoch: u64,
+    ) -> Option<(Arc<V>, u64, u64)> {
+        self.fresh_slot(probe, args, epoch, |slot| {
+            (Arc::clone(&slot.value), slot.deadline, slot.delta_beta)
         })
+    }
+
+    #[inline(always)]
+    fn fresh_slot<R>(
+        &self,
+        probe: &Probe,
+        args: &str,
+        epoch: u64,
+        read: impl FnOnce(&Slot<V>) -> R,
+    ) -> Option<R> {
+        let table = self.table.try_borrow().ok()?;
+        let slot = table.slot_of(probe, args, epoch)?;
+        let fresh =
+            freshness::verdict(slot.deadline, slot.deadline, slot.delta_beta) == Verdict::Fresh;
+        fresh.then(|| read(slot))
     }
 
     /// Remembers `fill` for `args` on this thread.

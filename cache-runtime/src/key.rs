@@ -582,6 +582,17 @@ impl Key {
             .is_some_and(|probe| self.owner.fresh_in_front(probe, &self.args))
     }
 
+    /// The value [`fresh_in_front`](Self::fresh_in_front) finds, shared.
+    pub(crate) fn front_value(&self) -> Option<Held> {
+        self.owner.front_value(self.probe?, &self.args)
+    }
+
+    /// The key's counts in its function (see [`Marks`]); `None` for a key that does not
+    /// know how its call probes.
+    pub(crate) fn marks(&self) -> Option<Marks> {
+        self.owner.marks(self.probe?, &self.args)
+    }
+
     /// The encoded arguments (the part after `v{version}:`).
     #[inline]
     pub fn args(&self) -> &str {
@@ -613,6 +624,24 @@ impl Key {
     }
 }
 
+/// A value L1 or a front table held fresh when a scope was planned, with its freshness
+/// deadline ([`crate::clock::now`] nanoseconds) and early refresh's Δ·β.
+pub(crate) struct Held {
+    pub(crate) value: Arc<dyn std::any::Any + Send + Sync>,
+    pub(crate) deadline: u64,
+    pub(crate) delta_beta: u64,
+}
+
+/// A key's counts in its function when a preload scope planned it: its front epoch (moved by
+/// a `put`, a refresh, another process's change, an invalidation) and its L1 write count
+/// (moved by any value put in L1 for a key of its stripe). A call that reads the same
+/// counts is answered by the scope before L1.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Marks {
+    pub(crate) front_epoch: u64,
+    pub(crate) l1_writes: u32,
+}
+
 /// What a [`Key`] needs from the function it belongs to.
 pub(crate) trait KeyOwner: Send + Sync {
     /// The cache name.
@@ -623,11 +652,19 @@ pub(crate) trait KeyOwner: Send + Sync {
     fn is_local(&self) -> bool;
     /// The named shared store the function uses (`None`: the default store).
     fn store_name(&self) -> Option<&'static str>;
-    /// Whether L1 holds a fresh entry for these arguments.
-    fn holds(&self, args: &str) -> bool;
+    /// The fresh entry L1 holds for these arguments, if any: a scope keeps it, so a call it
+    /// makes later is answered even if L1 evicts the entry meanwhile. `read`: look the key up
+    /// as a call does, which moka's admission policy counts (the call will not, see
+    /// `scope`); else an absent key is told without counting.
+    fn held(&self, args: &str, read: bool) -> Option<Held>;
     /// Whether this thread's front table holds a value for these encoded arguments that a
     /// call probing it as `probe` says would serve as fresh.
     fn fresh_in_front(&self, probe: CallProbe, args: &KeyBuf) -> bool;
+    /// The value [`fresh_in_front`](Self::fresh_in_front) finds, shared.
+    fn front_value(&self, probe: CallProbe, args: &KeyBuf) -> Option<Held>;
+    /// The key's counts now: a call that reads the same ones knows that nothing replaced or
+    /// voided the key's value in between (see [`Marks`]).
+    fn marks(&self, probe: CallProbe, args: &KeyBuf) -> Option<Marks>;
     /// Counts a Redis failure against this function.
     fn count_l2_error(&self);
     /// An identity for maps keyed by function.

@@ -31,15 +31,16 @@ use crate::codec::{DecodeError, Header};
 use crate::coherence::{self, Change, Coherent, Stamps};
 use crate::doorkeeper::Doorkeeper;
 use crate::flight::{Flights, Joined, Leader};
-use crate::freshness::{Lifetime, Verdict};
+use crate::freshness::{self, Lifetime, Verdict};
 use crate::front::{self, Epochs, Probe};
 use crate::io::{self, Blocking, Io, NonBlocking};
-use crate::key::{Key, KeyBuf, KeyOwner};
+use crate::key::{Held, Key, KeyBuf, KeyOwner, Marks};
 use crate::lock::{self, Lock};
-use crate::scope::{self, Preloaded};
+use crate::scope::{self, Found, Preloaded};
 use crate::stats::{Counters, Stats};
 use crate::store::local::{AnyValue, Bound, Entry, LocalStore, Policy, SizeFn};
 use crate::store::{Budget, Op, Reply, SharedStore};
+use crate::writes::Writes;
 
 mod batch;
 mod fn_core;
@@ -127,6 +128,8 @@ pub struct Layers {
     alias: std::sync::OnceLock<usize>,
     /// Which keys a full L1 admits from preload scopes (see `doorkeeper`).
     doorkeeper: Doorkeeper,
+    /// Values put in L1, per stripe of keys, for preload scopes (see `writes`).
+    writes: Writes,
     /// This function's front thread-local, once a call filled a slot (see `warm`).
     front: std::sync::OnceLock<&'static dyn ThreadFront>,
 }
@@ -238,9 +241,12 @@ impl Layers {
     /// The lookups after a front-table miss: L1, the preload scope, the single flight, Redis,
     /// the lock. Ends with an answer, or with this caller leading a computation.
     ///
-    /// L1 comes before the scope: a value another caller put there since the scope's MGET is
-    /// newer than the scope's; the lookup is also the read moka's admission policy counts, so
-    /// a backfill from a scope is admitted into a full L1 as readily as one from a GET.
+    /// L1 comes before the scope when the key's value may have been replaced since the scope
+    /// was planned (its front epoch moved: a `put`, a refresh, another process's change):
+    /// the value in L1 is then newer than the scope's. Otherwise the scope answers first:
+    /// planning read L1 for the key (the read moka's admission policy counts, so a backfill
+    /// from a scope is admitted into a full L1 as readily as one from a GET), and the slot
+    /// holds L1's value or the MGET's bytes.
     async fn prepare<I: Io>(&'static self, io: &I, call: &Call<'_>) -> Step {
         match self.prepare_start(call) {
             Start::Answered(value) => Step::Answer(value),
@@ -257,6 +263,28 @@ impl Layers {
         // A value to hand out while another caller refreshes it.
         let mut servable = None;
         let landed = self.flights.landed(call.probe.hash);
+        // `f::refresh(..)`: neither the scope nor the shared store is asked.
+        let slot = match call.force_refresh {
+            true => None,
+            false => self.scope_slot(call),
+        };
+        // What the slot said, when it was asked before L1.
+        let mut early = None;
+        if let Some(slot) = &slot {
+            // Nothing replaced the value and L1 got no other since the scope was planned,
+            // and planning read L1 for this key: the scope answers first (see `writes`). (Not for a caller the front table
+            // picked for early refresh: it recomputes.)
+            let now = Marks {
+                front_epoch: call.front_epoch,
+                l1_writes: self.writes.now(call.probe.hash),
+            };
+            if call.picked_for_refresh.is_none() && slot.unchanged(now) {
+                match self.preloaded_from(call, slot) {
+                    Preloaded::Served(Backfill::Fresh(value)) => return Start::Answered(value),
+                    said => early = Some(said),
+                }
+            }
+        }
         if let Some(entry) = self.l1.get(call.args) {
             let verdict = match entry.verdict() {
                 // Picked on this very entry; a newer one (another caller's refresh) stands.
@@ -275,11 +303,10 @@ impl Layers {
         }
         // Past L1: what is read or computed from here on is as new as this moment.
         call.born.store(clock::now(), Ordering::Relaxed);
-        // `f::refresh(..)`: neither the scope nor the shared store is asked.
-        let preloaded = if call.force_refresh {
-            Preloaded::Unknown
-        } else {
-            self.preloaded(call)
+        let preloaded = match (early, &slot) {
+            (Some(said), _) => said,
+            (None, Some(slot)) => self.preloaded_from(call, slot),
+            (None, None) => Preloaded::Unknown,
         };
         if !matches!(preloaded, Preloaded::Unknown) {
             call.trace.asked(Asked::Scope);
@@ -521,19 +548,49 @@ impl Layers {
     /// What a preload scope holds for this call; a value found there is backfilled into L1,
     /// and counted when served.
     fn preloaded(&'static self, call: &Call<'_>) -> Preloaded<Backfill> {
-        if self.remote.is_none() {
-            return Preloaded::Unknown;
+        match self.scope_slot(call) {
+            Some(slot) => self.preloaded_from(call, &slot),
+            None => Preloaded::Unknown,
         }
-        let found = scope::serve(self.id(), call.epoch, call.args, |bytes, asked_at| {
-            // A full L1 takes a scope's value only on its key's second sighting (see
-            // `doorkeeper`); the value is served either way.
-            let keep = !self.l1.is_full() || self.doorkeeper.seen_before(call.probe.hash);
-            self.decode(call, bytes, asked_at, keep)
-        });
-        if let Preloaded::Served(Backfill::Fresh(_)) = found {
-            Counters::add(&self.counters.scope_hits);
-        }
-        found
+    }
+
+    /// The slot of the innermost preload scope for this call's key, if any.
+    #[inline]
+    fn scope_slot(&self, call: &Call<'_>) -> Option<scope::SlotRef> {
+        self.remote.as_ref()?;
+        scope::find(self.id(), call.args)
+    }
+
+    /// [`preloaded`](Self::preloaded), from the slot found.
+    fn preloaded_from(
+        &'static self,
+        call: &Call<'_>,
+        slot: &scope::SlotRef,
+    ) -> Preloaded<Backfill> {
+        slot.serve(call.epoch, |found| match found {
+            Found::Stored { bytes, asked_at } => {
+                // A full L1 takes a scope's value only on its key's second sighting (see
+                // `doorkeeper`); the value is served either way.
+                let keep = !self.l1.is_full() || self.doorkeeper.seen_before(call.probe.hash);
+                let backfill = self.decode(call, bytes, asked_at, keep);
+                if let Backfill::Fresh(_) = backfill {
+                    Counters::add(&self.counters.scope_hits);
+                }
+                backfill
+            }
+            // L1 (or a front table) held it when the scope was planned: served as L1 would
+            // serve it, and counted as an L1 hit. L1 may have dropped it since; it is not put
+            // back. Anything else is as good as expired: L1 is asked, then the store.
+            Found::Held(held) => {
+                match freshness::verdict(held.deadline, held.deadline, held.delta_beta) {
+                    Verdict::Fresh => {
+                        Counters::add(&self.counters.l1_hits);
+                        Backfill::Fresh(Arc::clone(&held.value))
+                    }
+                    _ => Backfill::Expired,
+                }
+            }
+        })
     }
 
     /// The shared-store side of this call, if any. `ask_first`: read the key before
@@ -649,6 +706,7 @@ impl Layers {
             if keep && !clock::expired(entry.fallback_until) {
                 // Not servable, but kept to stand in for a failing body (`stale_if_error`).
                 self.l1.insert(call.args, entry);
+                self.writes.inserted(call.probe.hash);
             }
             return Backfill::Expired;
         }
@@ -753,6 +811,7 @@ impl Layers {
             return false;
         }
         self.l1.insert(call.args, entry);
+        self.writes.inserted(hash);
         let last = self.stamps.last(hash);
         if last >= born {
             self.l1.remove_born_by(call.args, last);
@@ -815,6 +874,7 @@ impl Layers {
             value_ttl: None,
             alias: std::sync::OnceLock::new(),
             doorkeeper: Doorkeeper::new(),
+            writes: Writes::new(),
             front: std::sync::OnceLock::new(),
         }
     }
@@ -1048,13 +1108,33 @@ impl KeyOwner for Layers {
         self.settings.store
     }
 
-    fn holds(&self, args: &str) -> bool {
-        let kept_stale = self.settings.lifetime.keeps_past_deadline();
-        self.l1.holds_fresh(args, kept_stale)
+    fn held(&self, args: &str, read: bool) -> Option<Held> {
+        let entry = if read {
+            self.l1.get(args).filter(|e| !clock::expired(e.deadline))?
+        } else {
+            let kept_stale = self.settings.lifetime.keeps_past_deadline();
+            self.l1.fresh(args, kept_stale)?
+        };
+        Some(Held {
+            deadline: entry.deadline,
+            delta_beta: entry.delta_beta,
+            value: entry.into_value(),
+        })
     }
 
     fn fresh_in_front(&self, probe: crate::key::CallProbe, args: &KeyBuf) -> bool {
         self.front_holds(probe, args)
+    }
+
+    fn front_value(&self, probe: crate::key::CallProbe, args: &KeyBuf) -> Option<Held> {
+        Layers::front_value(self, probe, args)
+    }
+
+    fn marks(&self, probe: crate::key::CallProbe, args: &KeyBuf) -> Option<Marks> {
+        crate::front::Probe::of_call(probe, args, |probe, _| Marks {
+            front_epoch: self.front_epochs.of(probe.hash),
+            l1_writes: self.writes.noted(probe.hash),
+        })
     }
 
     fn count_l2_error(&self) {

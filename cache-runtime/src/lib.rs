@@ -68,6 +68,7 @@ mod store;
 mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod writes;
 
 #[doc(hidden)]
 pub mod __private;

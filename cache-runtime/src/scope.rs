@@ -17,6 +17,9 @@
 //! Redis as without the scope.
 //!
 //! Keys of `local` functions, duplicates and keys L1 already holds are left out of the MGET.
+//! The scope keeps a reference to the value of each key L1 held, so a call inside finds it
+//! even if L1 evicted it in between (under load, other requests fill L1 all the time), rather
+//! than making a round-trip of its own.
 //! A key made by its function's companion (`f::key`, `f::key_for`, ...) is first looked up
 //! in this thread's front table, the way the call will look for it: one this thread holds
 //! fresh is left out without asking L1.
@@ -37,11 +40,22 @@ use hashbrown::HashTable;
 use crate::clock;
 use crate::config::{self, Installed};
 use crate::hash::FastHash;
-use crate::key::{Key, RemoteName};
+use crate::key::{Held, Key, Marks, RemoteName};
 use crate::store::{Budget, Failure, Op, Reply, SharedStore};
 use crate::sync::off_the_runtime;
 
-/// One key a scope asked Redis for, and what Redis answered.
+/// What a scope knows of one key.
+enum Answer {
+    /// Asked of the store, which has not answered (or failed).
+    Pending,
+    /// The store's answer: the stored bytes, `None` when it had nothing under the key.
+    Stored(Option<Vec<u8>>),
+    /// L1 held the value fresh when the scope was planned, so the store was not asked; the
+    /// scope keeps it for the calls inside, in case L1 evicts it before they are made.
+    Held(Held),
+}
+
+/// One key of a scope: asked of the store, or held by L1.
 struct Slot {
     key: Key,
     /// The owner's identity (`KeyOwner::id`).
@@ -53,10 +67,18 @@ struct Slot {
     /// no newer (see [`crate::coherence`]).
     asked_at: u64,
     hash: u64,
-    /// Whether the store answered for this key (its request did not fail).
-    answered: bool,
-    /// The stored bytes; `None` when the store had nothing under the key.
-    bytes: Option<Vec<u8>>,
+    /// The key's counts in its function, read before L1 or a front table was asked and
+    /// before the MGET (`None` for a key that does not say how its call probes): a call that
+    /// reads the same ones is answered by the slot before L1 (see [`SlotRef::unchanged`]).
+    marks: Option<Marks>,
+    answer: Answer,
+}
+
+impl Slot {
+    /// Whether the slot answers a call made at `epoch`.
+    fn answers(&self, epoch: u64) -> bool {
+        self.epoch == epoch && !matches!(self.answer, Answer::Pending)
+    }
 }
 
 /// The keys a scope asks one store for: positions in [`ScopeData::slots`].
@@ -131,9 +153,7 @@ impl ScopeData {
         match answer {
             Ok(Reply::Values(values)) if values.len() == keys => {
                 for (&at, bytes) in batch.slots.iter().zip(values) {
-                    let slot = &mut self.slots[at];
-                    slot.bytes = bytes;
-                    slot.answered = true;
+                    self.slots[at].answer = Answer::Stored(bytes);
                 }
                 return;
             }
@@ -183,36 +203,68 @@ fn innermost(owner: usize, args: &str) -> Option<(Arc<ScopeData>, usize)> {
         .flatten()
 }
 
+/// A slot of a scope this thread (or task) is in, found for a call.
+pub(crate) struct SlotRef {
+    scope: Arc<ScopeData>,
+    at: usize,
+}
+
+/// The slot of the innermost scope of this thread for `args` of function `owner`.
+#[inline]
+pub(crate) fn find(owner: usize, args: &str) -> Option<SlotRef> {
+    let (scope, at) = innermost(owner, args)?;
+    Some(SlotRef { scope, at })
+}
+
+impl SlotRef {
+    fn slot(&self) -> &Slot {
+        &self.scope.slots[self.at]
+    }
+
+    /// Whether a call that reads these counts of its key sees the key as the scope planned
+    /// it: nothing replaced the value since (a `put`, a refresh, another process's change)
+    /// and L1 got no other value, so the slot answers before L1 and L1 is not asked again.
+    /// The function's own epoch (invalidations) is checked by [`serve`](Self::serve).
+    #[inline]
+    pub(crate) fn unchanged(&self, now: Marks) -> bool {
+        self.slot().marks == Some(now)
+    }
+
+    /// What the slot says about the call's key, lending what it holds to `serve`. `epoch`
+    /// is the function's epoch as the call read it before any lookup.
+    pub(crate) fn serve<T>(&self, epoch: u64, serve: impl FnOnce(Found<'_>) -> T) -> Preloaded<T> {
+        let slot = self.slot();
+        if !slot.answers(epoch) {
+            return Preloaded::Unknown;
+        }
+        match &slot.answer {
+            Answer::Pending => Preloaded::Unknown,
+            Answer::Stored(None) => Preloaded::Absent,
+            Answer::Stored(Some(bytes)) => Preloaded::Served(serve(Found::Stored {
+                bytes,
+                asked_at: slot.asked_at,
+            })),
+            Answer::Held(held) => Preloaded::Served(serve(Found::Held(held))),
+        }
+    }
+}
+
+/// What a scope holds for a call's key, lent to [`SlotRef::serve`]'s function.
+pub(crate) enum Found<'a> {
+    /// The store's bytes, and when they were asked for.
+    Stored { bytes: &'a [u8], asked_at: u64 },
+    /// The value L1 held when the scope was planned.
+    Held(&'a Held),
+}
+
 /// What the scopes of this thread (or task) say about one call's key.
 pub(crate) enum Preloaded<T> {
-    /// A scope held the value: the result of `serve` on its bytes.
+    /// A scope held the value: the result of `serve` on it.
     Served(T),
     /// A scope's MGET found nothing under the key: compute without asking Redis again.
     Absent,
     /// No scope can answer: none asked for the key, or the function was invalidated since.
     Unknown,
-}
-
-/// Looks `args` of function `owner` up in the scopes of this thread, innermost first, and
-/// lends the bytes found, and when they were asked for, to `serve`. `epoch` is the function's epoch as the call read it
-/// before any lookup.
-pub(crate) fn serve<T>(
-    owner: usize,
-    epoch: u64,
-    args: &str,
-    serve: impl FnOnce(&[u8], u64) -> T,
-) -> Preloaded<T> {
-    let Some((scope, at)) = innermost(owner, args) else {
-        return Preloaded::Unknown;
-    };
-    let slot = &scope.slots[at];
-    if slot.epoch != epoch || !slot.answered {
-        return Preloaded::Unknown;
-    }
-    match &slot.bytes {
-        None => Preloaded::Absent,
-        Some(bytes) => Preloaded::Served(serve(bytes, slot.asked_at)),
-    }
 }
 
 /// Whether a scope of this thread holds any slot (one that [`known`] may find).
@@ -228,41 +280,83 @@ fn any_enclosing() -> bool {
 
 /// Whether an enclosing scope already answered for `args` of `owner` at this `epoch`.
 fn known(owner: usize, epoch: u64, args: &str) -> bool {
-    innermost(owner, args).is_some_and(|(scope, at)| {
-        let slot = &scope.slots[at];
-        slot.answered && slot.epoch == epoch
-    })
+    innermost(owner, args).is_some_and(|(scope, at)| scope.slots[at].answers(epoch))
 }
 
-/// The slots of a new scope and, per store, the keys to ask it for: every key that is not
-/// `local`, not fresh in this thread's front table or in L1 and not known to an enclosing
-/// scope, once. `None` when there is nothing to send.
+/// The slots of a new scope and, per store, the keys to ask it for: a slot for every key that
+/// is not `local` and not known to an enclosing scope, once; the store is asked for those L1
+/// does not hold fresh (the slot keeps L1's value for the others). A key this thread's front
+/// table holds fresh gets a slot only if the work may move to another thread while the scope
+/// waits for the store (`may_move`: an async task may; see `layered::warm`). `None` when no
+/// key needs a slot.
 fn plan(
     keys: impl IntoIterator<Item = Key>,
     installed: &Installed,
+    may_move: bool,
 ) -> Option<(ScopeData, Vec<Batch>)> {
     let keys = keys.into_iter();
-    let expected = keys.size_hint().0;
-    // Allocated for the first key to ask about: a warm page needs neither.
-    let mut scope = ScopeData::default();
-    let mut batches: Vec<Batch> = Vec::new();
-    // Asked once: enclosing scopes do not change while this one is planned.
-    let enclosing = any_enclosing();
-    // One reading for every key: earlier than each key's own, still before the MGET, so the
-    // bytes are no newer (an earlier time only keeps fewer values, see `coherence`).
-    let asked_at = clock::now();
+    let mut planning = Planning {
+        expected: keys.size_hint().0,
+        scope: ScopeData::default(),
+        batches: Vec::new(),
+        // Asked once: enclosing scopes do not change while this one is planned.
+        enclosing: any_enclosing(),
+        // One reading for every key: earlier than each key's own, still before the MGET, so
+        // the bytes are no newer (an earlier time only keeps fewer values, see `coherence`).
+        asked_at: clock::now(),
+        installed,
+    };
+    // Keys the calls will find in this thread's front table, as long as they run on it.
+    let mut in_front: Vec<Key> = Vec::new();
     for key in keys {
-        let owner = key.owner();
-        // A key this thread's front table holds fresh is answered there, as the call would
-        // be: no slot, and no L1 lookup (see `layered::warm`).
-        if owner.is_local() || key.fresh_in_front() {
+        if key.owner().is_local() {
             continue;
         }
-        let Some(store) = installed.store(owner.store_name()) else {
+        if key.fresh_in_front() {
+            if may_move {
+                if in_front.capacity() == 0 {
+                    in_front.reserve(planning.expected);
+                }
+                in_front.push(key);
+            }
             continue;
+        }
+        planning.add(key, false);
+    }
+    // Waiting for the store, an async task may resume on another thread, whose front table
+    // does not hold these, while L1 may have let them go: keep their values.
+    if !planning.batches.is_empty() {
+        for key in in_front {
+            planning.add(key, true);
+        }
+    }
+    let Planning { scope, batches, .. } = planning;
+    (!scope.slots.is_empty()).then_some((scope, batches))
+}
+
+/// A scope being planned (see [`plan`]).
+struct Planning<'a> {
+    expected: usize,
+    scope: ScopeData,
+    batches: Vec<Batch>,
+    enclosing: bool,
+    asked_at: u64,
+    installed: &'a Installed,
+}
+
+impl Planning<'_> {
+    /// Gives `key` a slot unless it is a duplicate, its store is not installed or an
+    /// enclosing scope knows it: holding this thread's front-table value (`in_front`), else
+    /// L1's, else asked of the key's store.
+    fn add(&mut self, key: Key, in_front: bool) {
+        let owner = key.owner();
+        let Some(store) = self.installed.store(owner.store_name()) else {
+            return;
         };
         let (id, args) = (owner.id(), key.args());
         let hash = slot_hash(id, args);
+        let (scope, expected) = (&mut self.scope, self.expected);
+        // Allocated for the first key to ask about: a warm page needs neither.
         if scope.slots.capacity() == 0 {
             scope.slots.reserve(expected);
             let slots = &scope.slots;
@@ -275,49 +369,65 @@ fn plan(
             |&at| slots[at as usize].hash,
         ) else {
             // A duplicate.
-            continue;
+            return;
         };
         // Read before L1 is asked (see `Slot::epoch`).
         let epoch = owner.epoch();
-        if owner.holds(args) || (enclosing && known(id, epoch, args)) {
-            continue;
+        if self.enclosing && known(id, epoch, args) {
+            return;
         }
-        let same = |batch: &&mut Batch| {
-            Arc::as_ptr(&batch.store) as *const () == Arc::as_ptr(store) as *const ()
-        };
+        // Read before the value is looked for (see `Slot::marks`).
+        let marks = key.marks();
         let at = scope.slots.len();
         vacant.insert(at as u32);
-        match batches.iter_mut().find(same) {
-            Some(batch) => batch.slots.push(at),
+        let held = match in_front {
+            true => key.front_value(),
+            false => None,
+        };
+        // A call the slot answers first does not look in L1, so the read moka counts is made
+        // here instead.
+        let read = marks.is_some();
+        let answer = match held.or_else(|| owner.held(args, read)) {
+            Some(held) => Answer::Held(held),
             None => {
-                let mut slots = Vec::with_capacity(expected);
-                slots.push(at);
-                batches.push(Batch {
-                    store: Arc::clone(store),
-                    slots,
-                });
+                let same = |batch: &&mut Batch| {
+                    Arc::as_ptr(&batch.store) as *const () == Arc::as_ptr(store) as *const ()
+                };
+                match self.batches.iter_mut().find(same) {
+                    Some(batch) => batch.slots.push(at),
+                    None => {
+                        let mut slots = Vec::with_capacity(expected);
+                        slots.push(at);
+                        self.batches.push(Batch {
+                            store: Arc::clone(store),
+                            slots,
+                        });
+                    }
+                }
+                Answer::Pending
             }
-        }
+        };
         scope.slots.push(Slot {
             key,
             owner: id,
             epoch,
-            asked_at,
+            asked_at: self.asked_at,
             hash,
-            answered: false,
-            bytes: None,
+            marks,
+            answer,
         });
     }
-    (!scope.slots.is_empty()).then_some((scope, batches))
 }
 
 fn fetch(keys: impl IntoIterator<Item = Key>) -> ScopeData {
     let Some(installed) = config::current() else {
         return ScopeData::default();
     };
-    let Some((mut scope, batches)) = plan(keys, &installed) else {
+    // Sync work stays on this thread, and finds in its front table what the plan found.
+    let Some((mut scope, batches)) = plan(keys, &installed, false) else {
         return ScopeData::default();
     };
+    // An empty list when L1 held every key: the slots keep L1's values, and nothing is sent.
     for batch in &batches {
         let answer = {
             let names = batch.names(&scope, &installed.prefix);
@@ -332,7 +442,7 @@ async fn fetch_async(keys: impl IntoIterator<Item = Key>) -> ScopeData {
     let Some(installed) = config::current() else {
         return ScopeData::default();
     };
-    let Some((mut scope, batches)) = plan(keys, &installed) else {
+    let Some((mut scope, batches)) = plan(keys, &installed, true) else {
         return ScopeData::default();
     };
     for batch in &batches {

@@ -87,19 +87,37 @@ where
     F: Future + Send,
     F::Output: Send,
 {
+    poll_on_new_threads(rt, future, false)
+}
+
+/// [`poll_each_time_on_a_new_thread`], but the first poll runs on this thread.
+fn poll_here_then_on_new_threads<F>(rt: &tokio::runtime::Handle, future: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    poll_on_new_threads(rt, future, true)
+}
+
+fn poll_on_new_threads<F>(rt: &tokio::runtime::Handle, future: F, first_here: bool) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
     let (woken, wakeups) = mpsc::channel();
     let waker = Waker::from(Arc::new(Wakeup(woken)));
     let mut future = pin!(future);
+    let mut here = first_here;
     loop {
-        let poll = std::thread::scope(|threads| {
-            threads
-                .spawn(|| {
-                    let _context = rt.enter();
-                    future.as_mut().poll(&mut Context::from_waker(&waker))
-                })
-                .join()
-                .expect("poll panicked")
-        });
+        let mut poll = || {
+            let _context = rt.enter();
+            future.as_mut().poll(&mut Context::from_waker(&waker))
+        };
+        let poll = if std::mem::take(&mut here) {
+            poll()
+        } else {
+            std::thread::scope(|threads| threads.spawn(poll).join().expect("poll panicked"))
+        };
         match poll {
             Poll::Ready(output) => return output,
             Poll::Pending => wakeups.recv().expect("the waker lives here"),
@@ -140,6 +158,85 @@ fn the_scope_is_seen_when_every_poll_runs_on_a_different_thread() {
     assert_eq!(mget_and_get(&server), (1, 0));
     assert_eq!(hopping::stats().scope_hits, 10);
     assert_eq!(HOPPING_RUNS.load(SeqCst), 0);
+}
+
+static KEPT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// An L1 of 10 entries that lets the least recently used go.
+#[cached(ttl = 60, name = "preload_async::kept", capacity = 10, policy = "lru")]
+async fn kept(n: u64) -> String {
+    KEPT_RUNS.fetch_add(1, SeqCst);
+    format!("computed {n}")
+}
+
+#[cached(ttl = 60, name = "preload_async::kept")]
+fn write_kept(n: u64) -> String {
+    format!("stored {n}")
+}
+
+#[test]
+fn a_scope_that_waits_for_redis_keeps_the_values_its_threads_front_table_held() {
+    let (_guard, server) = with_redis("kept");
+    for n in 0..11 {
+        write_kept(n);
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Read from Redis into L1, then hit in L1, which fills this thread's front table.
+    rt.block_on(async {
+        for _ in 0..2 {
+            for n in 0..10 {
+                kept(n).await;
+            }
+        }
+    });
+    // Another thread computes 300 other keys: L1 (10 entries, LRU) lets the ten go, and only
+    // this thread's front table still holds them.
+    let handle = rt.handle().clone();
+    std::thread::spawn(move || {
+        handle.block_on(async {
+            for n in 100..400 {
+                kept(n).await;
+            }
+        })
+    })
+    .join()
+    .unwrap();
+    server.reset_stats();
+
+    // Planned here (key 10 is fetched, so the scope waits for Redis), resumed elsewhere.
+    let values = poll_here_then_on_new_threads(
+        rt.handle(),
+        preload_async((0..11).map(kept::key), async {
+            let mut values = Vec::new();
+            for n in 0..11 {
+                values.push(kept(n).await);
+            }
+            values
+        }),
+    );
+
+    assert_eq!(values[0], "stored 0");
+    assert_eq!(values[10], "stored 10");
+    assert_eq!(
+        mget_and_get(&server),
+        (1, 0),
+        "key 10 in the MGET; the ten this thread's front table held, from the scope"
+    );
+    assert_eq!(
+        KEPT_RUNS.load(SeqCst),
+        300,
+        "only the other keys were computed"
+    );
+    // L1 had let them go: another thread reads them with GETs.
+    let handle = rt.handle().clone();
+    std::thread::spawn(move || handle.block_on(async { kept(0).await }))
+        .join()
+        .unwrap();
+    assert_eq!(
+        server.calls("get"),
+        1,
+        "L1 still held key 0, so this test showed nothing"
+    );
 }
 
 async_fragment!(shared, write_shared, SHARED_RUNS, "preload_async::shared");

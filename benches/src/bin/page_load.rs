@@ -12,8 +12,14 @@
 //! loopback port, writes the 5 000 notes' fragments to Redis, then runs wrk against
 //! `/plain/{id}` and `/preload/{id}` in turns (default: 3 rounds of 10 s each) and prints
 //! each run's requests per second and latency percentiles as wrk measured them.
+//!
+//! Two more routes bound what a cache can change, in the same turns: `/fixed/{id}` serves the
+//! same page from memory (no cache, no Redis: the HTTP ceiling of this machine), `/mget/{id}`
+//! reads the page's 20 fragments with one raw redis-rs `MGET` of plain strings (no cache: the
+//! floor of a preloaded page). The last line sets the preload ratio against them.
 
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::Path;
@@ -28,6 +34,10 @@ const FRAGMENTS_PER_PAGE: u64 = 20;
 /// One note's fragment (about 200 bytes), as a page shows it.
 #[cache_runtime::cached(ttl = 3600, capacity = 1_000)]
 async fn note_fragment(id: u64) -> String {
+    fragment_text(id)
+}
+
+fn fragment_text(id: u64) -> String {
     format!("<li class=\"note\">note {id}</li>{}", "x".repeat(170))
 }
 
@@ -40,6 +50,35 @@ async fn render(page: u64) -> String {
     let mut html = String::with_capacity(4_500);
     for id in notes_of(page) {
         html.push_str(&note_fragment(id).await);
+    }
+    html
+}
+
+/// Every page rendered once, for `/fixed`: what serving a page costs with no cache at all.
+static PAGES: OnceLock<Vec<String>> = OnceLock::new();
+
+/// The raw connection `/mget` reads plain fragments through (`raw:{id}` keys).
+static RAW: OnceLock<redis::aio::MultiplexedConnection> = OnceLock::new();
+
+fn raw_key(id: u64) -> String {
+    format!("raw:{id}")
+}
+
+async fn fixed(Path(page): Path<u64>) -> String {
+    PAGES.get().expect("pages rendered")[(page % NOTES) as usize].clone()
+}
+
+async fn raw_mget(Path(page): Path<u64>) -> String {
+    let keys: Vec<String> = notes_of(page).map(raw_key).collect();
+    let mut conn = RAW.get().expect("raw connection").clone();
+    let parts: Vec<String> = redis::cmd("MGET")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .expect("raw MGET");
+    let mut html = String::with_capacity(4_500);
+    for part in &parts {
+        html.push_str(part);
     }
     html
 }
@@ -121,9 +160,28 @@ fn main() {
         for id in 0..NOTES {
             note_fragment(id).await;
         }
+        let client = redis::Client::open(redis.url()).expect("raw client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("raw connection");
+        let mut pages = Vec::with_capacity(NOTES as usize);
+        for id in 0..NOTES {
+            let () = redis::cmd("SET")
+                .arg(raw_key(id))
+                .arg(fragment_text(id))
+                .query_async(&mut conn)
+                .await
+                .expect("raw SET");
+            pages.push(notes_of(id).map(fragment_text).collect());
+        }
+        PAGES.set(pages).expect("pages once");
+        RAW.set(conn).expect("connection once");
         let app = Router::new()
             .route("/plain/{page}", get(plain))
-            .route("/preload/{page}", get(preloaded));
+            .route("/preload/{page}", get(preloaded))
+            .route("/fixed/{page}", get(fixed))
+            .route("/mget/{page}", get(raw_mget));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port");
@@ -133,39 +191,61 @@ fn main() {
     });
     let dir = std::env::temp_dir().join(format!("page-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("script dir");
-    let (plain_script, preload_script) = (script(&dir, "/plain/"), script(&dir, "/preload/"));
+    let routes = ["plain", "preload", "mget", "fixed"];
+    // A third argument runs only the routes it names (`preload,mget`), e.g. under a profiler.
+    let only: Option<Vec<String>> = args
+        .get(3)
+        .map(|names| names.split(',').map(str::to_owned).collect());
+    let runs = |which: usize| {
+        only.as_ref()
+            .is_none_or(|o| o.iter().any(|n| n == routes[which]))
+    };
+    let scripts: Vec<_> = routes
+        .iter()
+        .map(|route| script(&dir, &format!("/{route}/")))
+        .collect();
     // A short warm-up of each, not counted.
-    wrk(&addr, &plain_script, 2);
-    wrk(&addr, &preload_script, 2);
+    for (which, script) in scripts.iter().enumerate() {
+        if runs(which) {
+            wrk(&addr, script, 2);
+        }
+    }
     println!(
         "wrk -t2 -c16, {seconds} s a run, pages of {FRAGMENTS_PER_PAGE} fragments over {NOTES} \
          notes, L1 capacity 1 000"
     );
-    let (mut plain_rps, mut preload_rps) = (Vec::new(), Vec::new());
-    for round in 1..=rounds {
-        let order: [(&str, &std::path::Path); 2] = if round % 2 == 1 {
-            [("plain", &plain_script), ("preload", &preload_script)]
-        } else {
-            [("preload", &preload_script), ("plain", &plain_script)]
-        };
-        for (name, script) in order {
-            let (rps, latency) = wrk(&addr, script, seconds);
-            println!("  round {round} {name:>7}: {rps:8.0} pages/s  latency {latency}");
-            if name == "plain" {
-                plain_rps.push(rps);
-            } else {
-                preload_rps.push(rps);
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); routes.len()];
+    for round in 0..rounds {
+        // Each round starts one route later, so drift reaches every route alike.
+        for turn in 0..routes.len() {
+            let which = (round + turn) % routes.len();
+            if !runs(which) {
+                continue;
             }
+            let (rps, latency) = wrk(&addr, &scripts[which], seconds);
+            println!(
+                "  round {} {:>7}: {rps:8.0} pages/s  latency {latency}",
+                round + 1,
+                routes[which]
+            );
+            rates[which].push(rps);
         }
     }
-    let median = |v: &mut Vec<f64>| {
+    let [plain, preload, mget, fixed] = [0, 1, 2, 3].map(|which| {
+        let v = &mut rates[which];
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (plain, preload) = (median(&mut plain_rps), median(&mut preload_rps));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    });
     println!(
         "medians: {preload:.0} pages/s with a preload scope, {plain:.0} without: {:.2}x",
         preload / plain
+    );
+    println!(
+        "bounds: one raw MGET a page {mget:.0} pages/s ({:.2}x plain), the page from memory \
+         {fixed:.0} pages/s ({:.2}x plain); preload reaches {:.0} % of the raw MGET",
+        mget / plain,
+        fixed / plain,
+        100.0 * preload / mget
     );
     let stats = note_fragment::stats();
     println!(

@@ -16,7 +16,7 @@ use super::{Call, Codec, Ending, Layers, Settings, Step, Steps, Trace, Value, Wo
 use crate::codec::{DecodeError, Header};
 use crate::front::{self, Front, Lookup, Probe};
 use crate::io::NonBlocking;
-use crate::key::KeyBuf;
+use crate::key::{Held, KeyBuf};
 use crate::mode::{self, Mode};
 use crate::outcome::Outcome;
 use crate::stats::Counters;
@@ -109,6 +109,9 @@ pub(crate) trait ThreadFront: Sync {
     /// Whether this thread's table holds a fresh value for the key (see
     /// [`Front::holds_fresh`]).
     fn holds_fresh(&'static self, probe: &Probe, args: &str, epoch: u64) -> bool;
+
+    /// The value [`holds_fresh`](Self::holds_fresh) finds, shared, and its deadline.
+    fn fresh_value(&'static self, probe: &Probe, args: &str, epoch: u64) -> Option<Held>;
 }
 
 impl<V: Clone + Send + Sync + 'static> ThreadFront for FrontKey<V> {
@@ -135,6 +138,17 @@ impl<V: Clone + Send + Sync + 'static> ThreadFront for FrontKey<V> {
     fn holds_fresh(&'static self, probe: &Probe, args: &str, epoch: u64) -> bool {
         self.try_with(|table| table.holds_fresh(probe, args, epoch))
             .unwrap_or(false)
+    }
+
+    fn fresh_value(&'static self, probe: &Probe, args: &str, epoch: u64) -> Option<Held> {
+        let (value, deadline, delta_beta) = self
+            .try_with(|table| table.fresh_value(probe, args, epoch))
+            .ok()??;
+        Some(Held {
+            value,
+            deadline,
+            delta_beta,
+        })
     }
 }
 

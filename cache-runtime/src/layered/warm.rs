@@ -16,13 +16,16 @@
 //! again, the scope does not ask ([`Epochs::may_hold`](crate::front::Epochs::may_hold)).
 //! Not asking is always safe: L1 answers, as it did before front tables were asked.
 //!
-//! The table asked is the planning thread's: a `preload_async` task that moves to another
-//! worker after planning finds that thread's table instead, and a key held only by the
-//! first (L1 having let it go meanwhile) is read with a GET.
+//! The table asked is the planning thread's: a `preload_async` task that waits for the
+//! store may resume on another worker, whose table does not hold what this one does, and
+//! under load L1 may have let the value go meanwhile. So when a `preload_async` scope will
+//! wait for the store, it keeps a reference to each value this table holds for it
+//! ([`Layers::front_value`]), and the call finds it in the scope. A scope that sends nothing
+//! does not wait, and a sync one stays on its thread: they keep nothing.
 
 use super::{Layers, ThreadFront};
 use crate::front::Probe;
-use crate::key::{CallProbe, Key, KeyBuf, Shortcut};
+use crate::key::{CallProbe, Held, Key, KeyBuf, Shortcut};
 
 impl Layers {
     /// The key of the call whose arguments encoded to `args`, probed by the call site with
@@ -45,16 +48,32 @@ impl Layers {
     /// Whether this thread's front table holds a fresh value for the key with the encoded
     /// arguments `args`, probed as a call probes it (`probe`).
     pub(super) fn front_holds(&self, probe: CallProbe, args: &KeyBuf) -> bool {
-        // Nothing filled since every slot was voided (`invalidate`, `clear_local`, ..).
-        if !self.front_epochs.may_hold() {
-            return false;
-        }
-        let Some(&front) = self.front.get() else {
-            return false;
-        };
-        Probe::of_call(probe, args, |probe, text| {
-            front.holds_fresh(&probe, text, self.front_epochs.of(probe.hash))
+        self.ask_front(probe, args, |front, probe, text, epoch| {
+            front.holds_fresh(probe, text, epoch)
         })
         .unwrap_or(false)
+    }
+
+    /// The value [`front_holds`](Self::front_holds) finds, shared, for a scope to keep.
+    pub(super) fn front_value(&self, probe: CallProbe, args: &KeyBuf) -> Option<Held> {
+        self.ask_front(probe, args, |front, probe, text, epoch| {
+            front.fresh_value(probe, text, epoch)
+        })?
+    }
+
+    fn ask_front<R>(
+        &self,
+        probe: CallProbe,
+        args: &KeyBuf,
+        ask: impl FnOnce(&'static dyn ThreadFront, &Probe, &str, u64) -> R,
+    ) -> Option<R> {
+        // Nothing filled since every slot was voided (`invalidate`, `clear_local`, ..).
+        if !self.front_epochs.may_hold() {
+            return None;
+        }
+        let &front = self.front.get()?;
+        Probe::of_call(probe, args, |probe, text| {
+            ask(front, &probe, text, self.front_epochs.of(probe.hash))
+        })
     }
 }

@@ -172,13 +172,13 @@ impl LocalStore {
         self.erased.get_kept(args)
     }
 
-    /// Whether a fresh entry is held. Without a stale window (`kept_stale` false) an entry's
-    /// `keep_until`, where moka expires it, is its deadline: `contains_key` answers alone,
-    /// without copying the value out and without recording a read in moka's popularity log.
-    /// moka does not see the test clock, so once it was moved the slower check answers.
+    /// The fresh entry held for `args`, if any. Without a stale window (`kept_stale` false)
+    /// an entry's `keep_until`, where moka expires it, is its deadline: an absent key is told
+    /// by `contains_key` alone, without recording a read in moka's popularity log (only a held
+    /// one is read). moka does not see the test clock, so once it was moved every key is read.
     #[inline]
-    pub(crate) fn holds_fresh(&self, args: &str, kept_stale: bool) -> bool {
-        self.erased.holds_fresh(args, kept_stale)
+    pub(crate) fn fresh(&self, args: &str, kept_stale: bool) -> Option<Entry<AnyValue>> {
+        self.erased.fresh(args, kept_stale)
     }
 
     /// Whether L1 is at its bound (as moka last counted: cheap, and approximate while moka
@@ -272,12 +272,11 @@ impl ErasedStore {
             .filter(|entry| !clock::expired(entry.kept_until()))
     }
 
-    fn holds_fresh(&self, args: &str, kept_stale: bool) -> bool {
-        if kept_stale || clock::offset() != 0 {
-            self.get(args).is_some_and(|e| !clock::expired(e.deadline))
-        } else {
-            self.cache.contains_key(args)
+    fn fresh(&self, args: &str, kept_stale: bool) -> Option<Entry<AnyValue>> {
+        if !kept_stale && clock::offset() == 0 && !self.cache.contains_key(args) {
+            return None;
         }
+        self.get(args).filter(|e| !clock::expired(e.deadline))
     }
 
     fn is_full(&self) -> bool {
