@@ -568,6 +568,13 @@ impl Layers {
         slot: &scope::SlotRef,
     ) -> Preloaded<Backfill> {
         slot.serve(call.epoch, |found| match found {
+            // Another process changed the key since the scope asked: the store may hold a
+            // newer value (see `coherence`).
+            Found::Stored { asked_at, .. } | Found::Held { asked_at, .. }
+                if self.stamps.last(call.probe.hash) >= asked_at =>
+            {
+                Backfill::Expired
+            }
             Found::Stored { bytes, asked_at } => {
                 // A full L1 takes a scope's value only on its key's second sighting (see
                 // `doorkeeper`); the value is served either way.
@@ -581,11 +588,16 @@ impl Layers {
             // L1 (or a front table) held it when the scope was planned: served as L1 would
             // serve it, and counted as an L1 hit. L1 may have dropped it since; it is not put
             // back. Anything else is as good as expired: L1 is asked, then the store.
-            Found::Held(held) => {
+            Found::Held { held, .. } => {
+                let value = Arc::clone(&held.value);
                 match freshness::verdict(held.deadline, held.deadline, held.delta_beta) {
+                    // The front table picked this caller to refresh this very value.
+                    Verdict::Fresh if call.picked_for_refresh == Some(held.deadline) => {
+                        Backfill::Servable(value)
+                    }
                     Verdict::Fresh => {
                         Counters::add(&self.counters.l1_hits);
-                        Backfill::Fresh(Arc::clone(&held.value))
+                        Backfill::Fresh(value)
                     }
                     _ => Backfill::Expired,
                 }

@@ -10,7 +10,10 @@
 //!
 //! A call asks L1, then the scope: the first call for a value the scope holds decodes it and
 //! backfills L1, later calls find it in L1 (or, if L1 could not keep it, in the scope again;
-//! never in Redis). A value another caller put in L1 since the MGET wins over the scope's.
+//! never in Redis). A value another caller put in L1 since the MGET wins over the scope's,
+//! and a key another process changed since the scope asked is read from the store again
+//! (see `coherence`). A call whose key nothing touched since planning takes the slot's
+//! answer without asking L1 (see `writes`).
 //! A key MGET found absent is remembered as absent: the call inside the scope runs its body
 //! and writes the value without asking Redis again. `invalidate` or `clear_local` of a
 //! function inside a scope voids that function's answers in it: its calls then go to L1 and
@@ -244,7 +247,10 @@ impl SlotRef {
                 bytes,
                 asked_at: slot.asked_at,
             })),
-            Answer::Held(held) => Preloaded::Served(serve(Found::Held(held))),
+            Answer::Held(held) => Preloaded::Served(serve(Found::Held {
+                held,
+                asked_at: slot.asked_at,
+            })),
         }
     }
 }
@@ -253,8 +259,8 @@ impl SlotRef {
 pub(crate) enum Found<'a> {
     /// The store's bytes, and when they were asked for.
     Stored { bytes: &'a [u8], asked_at: u64 },
-    /// The value L1 held when the scope was planned.
-    Held(&'a Held),
+    /// The value L1 (or a front table) held when the scope began planning, at `asked_at`.
+    Held { held: &'a Held, asked_at: u64 },
 }
 
 /// What the scopes of this thread (or task) say about one call's key.

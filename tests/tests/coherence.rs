@@ -385,3 +385,42 @@ fn a_key_another_process_invalidated_is_fetched_by_this_processs_next_preload_sc
     assert_eq!(two, "old", "2 is still held");
     assert_eq!(value::stats().misses, misses + 1);
 }
+
+#[test]
+fn a_value_another_process_changes_while_a_scope_holds_it_is_read_again_inside() {
+    let (_guard, server) = with_redis("coh-held");
+    value::clear_local();
+    for n in [1, 2, 3] {
+        set_truth(&server, n, "old");
+    }
+    // All three computed into Redis; then only 1 and 3 back in L1, read by another thread
+    // (this thread's front table holds none of them).
+    std::thread::spawn(|| (value(1), value(2), value(3)))
+        .join()
+        .unwrap();
+    value::clear_local();
+    std::thread::spawn(|| (value(1), value(3))).join().unwrap();
+
+    let (one, two) = preload([value::key(1), value::key(2)], || {
+        // The scope holds L1's value of 1 and the MGET's bytes of 2. Another process puts new
+        // values, 3 last: its messages arrive in order, so once 3's has, all have.
+        for n in [2, 1, 3] {
+            let value = format!("new {n}");
+            let put = peer(&["put", &server.url(), "coh-held", &n.to_string(), &value])
+                .status()
+                .unwrap();
+            assert!(put.success());
+        }
+        // Outside the scope (another thread), L1 no longer answers 3 with its old copy.
+        poll_until("the peer's changes arrive", || {
+            std::thread::spawn(|| value::peek(3)).join().unwrap() == Some("new 3".into())
+        });
+        (value(1), value(2))
+    });
+
+    assert_eq!(
+        (one.as_str(), two.as_str()),
+        ("new 1", "new 2"),
+        "read from Redis again, not the scope's older copies"
+    );
+}
