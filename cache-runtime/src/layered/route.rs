@@ -49,6 +49,11 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     }
 
     /// A sync call after [`probe_key`](Self::probe_key) missed; `args` is the encoded key.
+    ///
+    /// Generated for each function (its body is a type of its own), so it only hands the body
+    /// on as a `dyn FnMut` to [`call_pending_shared`](Self::call_pending_shared), generated
+    /// once per value and return type.
+    #[inline]
     pub fn call_pending<O: Outcome<V>>(
         &'static self,
         front: &'static FrontKey<V>,
@@ -56,10 +61,23 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         pending: Pending,
         body: impl FnOnce() -> O,
     ) -> O {
+        let mut body = Some(body);
+        let mut run = move || (body.take().expect("a body runs once per call"))();
+        self.call_pending_shared(front, args, pending, &mut run)
+    }
+
+    #[inline(never)]
+    fn call_pending_shared<O: Outcome<V>>(
+        &'static self,
+        front: &'static FrontKey<V>,
+        args: &KeyBuf,
+        pending: Pending,
+        body: &mut dyn FnMut() -> O,
+    ) -> O {
         match self.route(front, args, pending) {
             Route::Answer(value) => O::from_cached(value),
             Route::Body => body(),
-            Route::Miss(call) => self.blocking_miss(call, body),
+            Route::Miss(call) => self.blocking_miss_shared(call, body),
         }
     }
 

@@ -313,23 +313,12 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     }
 
     /// A sync call's miss: the steps of [`routed`](Self::routed), run to their end on this
-    /// thread, with no future ([`Layers::miss_blocking`]). The body is passed on as a `dyn
-    /// FnMut` that keeps its result here and hands the layers the part to cache, so that
-    /// the miss path's code is compiled once, not for each function or value type.
-    pub(super) fn blocking_miss<O: Outcome<V>>(
-        &'static self,
-        call: Call<'_>,
-        body: impl FnOnce() -> O,
-    ) -> O {
-        let mut body = Some(body);
-        let mut run = move || (body.take().expect("a body runs once per call"))();
-        self.blocking_miss_shared(call, &mut run)
-    }
-
-    /// [`blocking_miss`](Self::blocking_miss) past its body's type: generated once per value
-    /// and return type.
+    /// thread, with no future ([`Layers::miss_blocking`]). The body comes as a `dyn FnMut`
+    /// (see `CachedFn::call_pending`); this keeps its result here and hands the layers the
+    /// part to cache, so that the miss path's code is compiled once, not for each function
+    /// or value type; this part once per value and return type.
     #[inline(never)]
-    fn blocking_miss_shared<O: Outcome<V>>(
+    pub(super) fn blocking_miss_shared<O: Outcome<V>>(
         &'static self,
         call: Call<'_>,
         body: &mut dyn FnMut() -> O,
