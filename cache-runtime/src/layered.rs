@@ -242,8 +242,9 @@ impl Layers {
     /// the lock. Ends with an answer, or with this caller leading a computation.
     ///
     /// L1 comes before the scope when the key's value may have been replaced since the scope
-    /// was planned (its front epoch moved: a `put`, a refresh, another process's change):
-    /// the value in L1 is then newer than the scope's. Otherwise the scope answers first:
+    /// was planned (its front epoch moved: a `put`, a refresh, another process's change; or
+    /// L1 got a value for a key of its stripe, see `writes`): the value in L1 may then be
+    /// newer than the scope's. Otherwise the scope answers first:
     /// planning read L1 for the key (the read moka's admission policy counts, so a backfill
     /// from a scope is admitted into a full L1 as readily as one from a GET), and the slot
     /// holds L1's value or the MGET's bytes.
@@ -272,8 +273,8 @@ impl Layers {
         let mut early = None;
         if let Some(slot) = &slot {
             // Nothing replaced the value and L1 got no other since the scope was planned,
-            // and planning read L1 for this key: the scope answers first (see `writes`). (Not for a caller the front table
-            // picked for early refresh: it recomputes.)
+            // and planning read L1 for this key: the scope answers first (see `writes`).
+            // Not for a caller the front table picked for early refresh: it recomputes.
             let now = Marks {
                 front_epoch: call.front_epoch,
                 l1_writes: self.writes.now(call.probe.hash),

@@ -53,12 +53,13 @@ enum Answer {
     Pending,
     /// The store's answer: the stored bytes, `None` when it had nothing under the key.
     Stored(Option<Vec<u8>>),
-    /// L1 held the value fresh when the scope was planned, so the store was not asked; the
-    /// scope keeps it for the calls inside, in case L1 evicts it before they are made.
+    /// L1 (or, for a `preload_async` that waits for the store, this thread's front table)
+    /// held the value fresh when the scope was planned, so the store was not asked; the scope
+    /// keeps it for the calls inside, in case it is gone from there before they are made.
     Held(Held),
 }
 
-/// One key of a scope: asked of the store, or held by L1.
+/// One key of a scope: asked of the store, or held in memory.
 struct Slot {
     key: Key,
     /// The owner's identity (`KeyOwner::id`).

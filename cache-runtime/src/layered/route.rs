@@ -51,7 +51,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// A sync call after [`probe_key`](Self::probe_key) missed; `args` is the encoded key.
     ///
     /// Generated for each function (its body is a type of its own), so it only hands the body
-    /// on as a `dyn FnMut` to [`call_pending_shared`](Self::call_pending_shared), generated
+    /// on as a `dyn FnMut` to `call_pending_shared`, generated
     /// once per value and return type.
     #[inline]
     pub fn call_pending<O: Outcome<V>>(
