@@ -54,6 +54,10 @@ struct Slot<V> {
     epoch: u64,
 }
 
+/// What [`Front::fresh`] found: `None`, no fresh value; `Some(None)`, one (not asked to
+/// share it); `Some(Some(..))`, the value, its deadline and early refresh's Δ·β.
+pub(crate) type Fresh<V> = Option<Option<(Arc<V>, u64, u64)>>;
+
 /// What a front-table lookup found.
 pub(crate) enum Lookup<V> {
     /// A fresh value.
@@ -195,39 +199,31 @@ impl<V: Clone> Front<V> {
         }
     }
 
-    /// Whether [`get`](Self::get) would return a fresh value for `args` now, with no copy
-    /// of it and no hit counted: the same slot, epoch and deadline checks (and early
-    /// refresh's draw), so that it never says `true` for a value a call would not serve.
-    pub(crate) fn holds_fresh(&self, probe: &Probe, args: &str, epoch: u64) -> bool {
-        self.fresh_slot(probe, args, epoch, |_| ()).is_some()
-    }
-
-    /// The value [`holds_fresh`](Self::holds_fresh) finds, shared (no copy), its deadline
-    /// and early refresh's Δ·β.
-    pub(crate) fn fresh_value(
-        &self,
-        probe: &Probe,
-        args: &str,
-        epoch: u64,
-    ) -> Option<(Arc<V>, u64, u64)> {
-        self.fresh_slot(probe, args, epoch, |slot| {
-            (Arc::clone(&slot.value), slot.deadline, slot.delta_beta)
-        })
-    }
-
-    #[inline(always)]
-    fn fresh_slot<R>(
-        &self,
-        probe: &Probe,
-        args: &str,
-        epoch: u64,
-        read: impl FnOnce(&Slot<V>) -> R,
-    ) -> Option<R> {
-        let table = self.table.try_borrow().ok()?;
-        let slot = table.slot_of(probe, args, epoch)?;
-        let fresh =
-            freshness::verdict(slot.deadline, slot.deadline, slot.delta_beta) == Verdict::Fresh;
-        fresh.then(|| read(slot))
+    /// Whether [`get`](Self::get) would return a fresh value for `args` now (`Some`), with
+    /// no hit counted: the same slot, epoch and deadline checks (and early refresh's draw),
+    /// so that it never says so of a value a call would not serve. With `share`, the value
+    /// itself (shared, no copy), its deadline and early refresh's Δ·β. One function for both
+    /// (generated for each value type), rather than one each.
+    // `let .. else` rather than `?`, which would generate its `Try` glue per value type.
+    #[allow(clippy::question_mark)]
+    pub(crate) fn fresh(&self, probe: &Probe, args: &str, epoch: u64, share: bool) -> Fresh<V> {
+        let Ok(table) = self.table.try_borrow() else {
+            return None;
+        };
+        let Some(slot) = table.slot_of(probe, args, epoch) else {
+            return None;
+        };
+        if freshness::verdict(slot.deadline, slot.deadline, slot.delta_beta) != Verdict::Fresh {
+            return None;
+        }
+        if !share {
+            return Some(None);
+        }
+        Some(Some((
+            Arc::clone(&slot.value),
+            slot.deadline,
+            slot.delta_beta,
+        )))
     }
 
     /// Remembers `fill` for `args` on this thread.
@@ -585,7 +581,9 @@ mod tests {
         let (pa, pb) = (Probe::of_raw(&a), Probe::of_raw(&b));
         let counters: &'static Counters = Box::leak(Box::default());
         let front = Front::<u64>::new();
-        assert!(!front.holds_fresh(&pa, &a, 0), "an empty table");
+        let holds =
+            |probe: &Probe, text: &str, epoch| front.fresh(probe, text, epoch, false).is_some();
+        assert!(!holds(&pa, &a, 0), "an empty table");
         let fill = |deadline| Fill {
             value: Arc::new(7),
             deadline,
@@ -599,16 +597,13 @@ mod tests {
             counters,
             100,
         );
-        assert!(front.holds_fresh(&pa, &a, 0));
-        assert!(!front.holds_fresh(&pb, &b, 0), "same probe, another text");
-        assert!(
-            !front.holds_fresh(&pa, &a, 1),
-            "filled under an older epoch"
-        );
+        assert!(holds(&pa, &a, 0));
+        assert!(!holds(&pb, &b, 0), "same probe, another text");
+        assert!(!holds(&pa, &a, 1), "filled under an older epoch");
         assert_eq!(counters.snapshot().l1_hits, 0, "nothing counted");
         let int = Probe::of_int(5);
         front.put(&int, "5", fill(clock::now()), counters, 100);
-        assert!(!front.holds_fresh(&int, "", 0), "past its deadline");
+        assert!(!holds(&int, "", 0), "past its deadline");
         assert!(matches!(front.get(&int, "", 0), Lookup::Miss));
     }
 

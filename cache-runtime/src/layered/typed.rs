@@ -106,12 +106,15 @@ pub(crate) trait ThreadFront: Sync {
         capacity: u64,
     );
 
-    /// Whether this thread's table holds a fresh value for the key (see
-    /// [`Front::holds_fresh`]).
-    fn holds_fresh(&'static self, probe: &Probe, args: &str, epoch: u64) -> bool;
-
-    /// The value [`holds_fresh`](Self::holds_fresh) finds, shared, and its deadline.
-    fn fresh_value(&'static self, probe: &Probe, args: &str, epoch: u64) -> Option<Held>;
+    /// Whether this thread's table holds a fresh value for the key (`Some`, see
+    /// [`Front::fresh`]); with `share`, that value, shared.
+    fn fresh(
+        &'static self,
+        probe: &Probe,
+        args: &str,
+        epoch: u64,
+        share: bool,
+    ) -> Option<Option<Held>>;
 }
 
 impl<V: Clone + Send + Sync + 'static> ThreadFront for FrontKey<V> {
@@ -135,20 +138,24 @@ impl<V: Clone + Send + Sync + 'static> ThreadFront for FrontKey<V> {
         let _ = self.try_with(|table| table.put(probe, args, fill, counters, capacity));
     }
 
-    fn holds_fresh(&'static self, probe: &Probe, args: &str, epoch: u64) -> bool {
-        self.try_with(|table| table.holds_fresh(probe, args, epoch))
-            .unwrap_or(false)
-    }
-
-    fn fresh_value(&'static self, probe: &Probe, args: &str, epoch: u64) -> Option<Held> {
-        let (value, deadline, delta_beta) = self
-            .try_with(|table| table.fresh_value(probe, args, epoch))
-            .ok()??;
-        Some(Held {
+    fn fresh(
+        &'static self,
+        probe: &Probe,
+        args: &str,
+        epoch: u64,
+        share: bool,
+    ) -> Option<Option<Held>> {
+        let Ok(Some(found)) = self.try_with(|table| table.fresh(probe, args, epoch, share)) else {
+            return None;
+        };
+        let Some((value, deadline, delta_beta)) = found else {
+            return Some(None);
+        };
+        Some(Some(Held {
             value,
             deadline,
             delta_beta,
-        })
+        }))
     }
 }
 

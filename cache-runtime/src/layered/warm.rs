@@ -6,7 +6,7 @@
 //! function remembers it the first time a call fills one of its slots (a thread that never
 //! filled one holds nothing to find). A key knows how a call probes for it
 //! ([`CallProbe`], set by the `f::key` companions), and the answer follows the rules of a
-//! front hit exactly ([`Front::holds_fresh`](crate::front::Front::holds_fresh)): the key's
+//! front hit exactly ([`Front::fresh`](crate::front::Front::fresh)): the key's
 //! epoch stripe as it is now, the deadline, early refresh's draw, and the full key compare.
 //! An `invalidate`, `clear_local`, `put` or another process's change bumps the epochs
 //! before the scope asks, so none of them can leave a value looking held.
@@ -48,32 +48,22 @@ impl Layers {
     /// Whether this thread's front table holds a fresh value for the key with the encoded
     /// arguments `args`, probed as a call probes it (`probe`).
     pub(super) fn front_holds(&self, probe: CallProbe, args: &KeyBuf) -> bool {
-        self.ask_front(probe, args, |front, probe, text, epoch| {
-            front.holds_fresh(probe, text, epoch)
-        })
-        .unwrap_or(false)
+        self.ask_front(probe, args, false).is_some()
     }
 
     /// The value [`front_holds`](Self::front_holds) finds, shared, for a scope to keep.
     pub(super) fn front_value(&self, probe: CallProbe, args: &KeyBuf) -> Option<Held> {
-        self.ask_front(probe, args, |front, probe, text, epoch| {
-            front.fresh_value(probe, text, epoch)
-        })?
+        self.ask_front(probe, args, true).flatten()
     }
 
-    fn ask_front<R>(
-        &self,
-        probe: CallProbe,
-        args: &KeyBuf,
-        ask: impl FnOnce(&'static dyn ThreadFront, &Probe, &str, u64) -> R,
-    ) -> Option<R> {
+    fn ask_front(&self, probe: CallProbe, args: &KeyBuf, share: bool) -> Option<Option<Held>> {
         // Nothing filled since every slot was voided (`invalidate`, `clear_local`, ..).
         if !self.front_epochs.may_hold() {
             return None;
         }
         let &front = self.front.get()?;
         Probe::of_call(probe, args, |probe, text| {
-            ask(front, &probe, text, self.front_epochs.of(probe.hash))
-        })
+            front.fresh(&probe, text, self.front_epochs.of(probe.hash), share)
+        })?
     }
 }
