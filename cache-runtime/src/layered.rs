@@ -257,17 +257,18 @@ impl Layers {
 
     /// The part of [`prepare`](Self::prepare) that waits on nothing: L1 and the preload
     /// scope. Most calls past the front table end here, so `CachedFn::routed` awaits the
-    /// rest, the part that may wait, only when needed, and in a box of its own (see
-    /// [`Steps`]): the future of every cached `async fn` stays small.
+    /// rest, the part that may wait, only when needed, and in a box of its own
+    /// ([`rest_async`](Self::rest_async)): the future of every cached `async fn` stays small.
     fn prepare_start(&'static self, call: &Call<'_>) -> Start {
         self.list();
         // A value to hand out while another caller refreshes it.
         let mut servable = None;
         let landed = self.flights.landed(call.probe.hash);
         // `f::refresh(..)`: neither the scope nor the shared store is asked.
-        let slot = match call.force_refresh {
-            true => None,
-            false => self.scope_slot(call),
+        let slot = if call.force_refresh {
+            None
+        } else {
+            self.scope_slot(call)
         };
         // What the slot said, when it was asked before L1.
         let mut early = None;
@@ -1122,12 +1123,8 @@ impl KeyOwner for Layers {
     }
 
     fn held(&self, args: &str, read: bool) -> Option<Held> {
-        let entry = if read {
-            self.l1.get(args).filter(|e| !clock::expired(e.deadline))?
-        } else {
-            let kept_stale = self.settings.lifetime.keeps_past_deadline();
-            self.l1.fresh(args, kept_stale)?
-        };
+        let kept_stale = self.settings.lifetime.keeps_past_deadline();
+        let entry = self.l1.fresh(args, kept_stale, read)?;
         Some(Held {
             deadline: entry.deadline,
             delta_beta: entry.delta_beta,
@@ -1234,63 +1231,3 @@ impl Layers {
 
 /// The future of a step of the layers, as an async call awaits it (see above).
 type Boxed<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// An [`Io`] with the steps of a miss it runs (see the `impl Layers` above): what the typed
-/// shell awaits, so that it never instantiates the layers' generic code itself.
-trait Steps: Io {
-    /// [`Layers::prepare_rest`] with this kind of I/O.
-    fn rest<'a>(
-        layers: &'static Layers,
-        call: &'a Call<'a>,
-        ahead: Ahead,
-    ) -> impl Future<Output = Step> + 'a;
-
-    /// [`Layers::computed`] with this kind of I/O.
-    fn computed<'a>(
-        layers: &'static Layers,
-        call: &'a Call<'a>,
-        work: Box<Work>,
-        value: Option<Value>,
-        started: Instant,
-    ) -> impl Future<Output = Option<Value>> + 'a;
-}
-
-impl Steps for Blocking {
-    fn rest<'a>(
-        layers: &'static Layers,
-        call: &'a Call<'a>,
-        ahead: Ahead,
-    ) -> impl Future<Output = Step> + 'a {
-        std::future::ready(layers.rest_blocking(call, ahead))
-    }
-
-    fn computed<'a>(
-        layers: &'static Layers,
-        call: &'a Call<'a>,
-        work: Box<Work>,
-        value: Option<Value>,
-        started: Instant,
-    ) -> impl Future<Output = Option<Value>> + 'a {
-        std::future::ready(layers.computed_blocking(call, work, value, started))
-    }
-}
-
-impl Steps for NonBlocking {
-    fn rest<'a>(
-        layers: &'static Layers,
-        call: &'a Call<'a>,
-        ahead: Ahead,
-    ) -> impl Future<Output = Step> + 'a {
-        layers.rest_async(call, ahead)
-    }
-
-    fn computed<'a>(
-        layers: &'static Layers,
-        call: &'a Call<'a>,
-        work: Box<Work>,
-        value: Option<Value>,
-        started: Instant,
-    ) -> impl Future<Output = Option<Value>> + 'a {
-        layers.computed_async(call, work, value, started)
-    }
-}

@@ -387,10 +387,7 @@ impl Planning<'_> {
         let marks = key.marks();
         let at = scope.slots.len();
         vacant.insert(at as u32);
-        let held = match in_front {
-            true => key.front_value(),
-            false => None,
-        };
+        let held = if in_front { key.front_value() } else { None };
         // A call the slot answers first does not look in L1, so the read moka counts is made
         // here instead.
         let read = marks.is_some();

@@ -7,15 +7,14 @@
 //! The split is for compile time: what is generic over the body is generated again for every
 //! `#[cached]` function. Each async function gets one state machine for its miss, and what
 //! it awaits of the layers (`prepare_rest`, `computed`) is compiled once, in this crate (see
-//! `Steps` in `layered`).
+//! `rest_async` and `computed_async` in `layered`).
 
 use std::future::Future;
 use std::time::Instant;
 
 use super::typed::{cacheable, typed};
-use super::{CachedFn, Call, FrontKey, Layers, Pending, Probed, Start, Step, Steps};
+use super::{CachedFn, Call, FrontKey, Layers, Pending, Probed, Start, Step};
 use crate::front::{Lookup, Probe};
-use crate::io::NonBlocking;
 use crate::key::KeyBuf;
 use crate::mode::{self, Mode};
 use crate::outcome::Outcome;
@@ -109,7 +108,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         O: Outcome<V>,
         F: Future<Output = O>,
     {
-        self.routed::<NonBlocking, O, F>(self.route(front, args, pending), body)
+        self.routed::<O, F>(self.route(front, args, pending), body)
     }
 
     /// Mode and front table, for a call whose probe is known: a hit, or what the rest of the
@@ -173,17 +172,17 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     /// This is the one state machine generated for each async function. It is an `async`
     /// block, not an `async fn`, so that it holds its arguments once (an `async fn` copies
     /// them into locals of its own). The steps of the layers it awaits are not generated
-    /// here but awaited through [`Steps`]: an async call awaits them boxed, so what its
+    /// here but awaited boxed, through functions of `Layers` that are not generic
+    /// ([`rest_async`](Layers::rest_async), [`computed_async`](Layers::computed_async)), so what its
     /// future holds is its route, its body and a pointer, and only a call that gets past L1
     /// and the scope pays for the allocation.
     #[allow(clippy::manual_async_fn)] // an `async fn` would hold the route twice
-    pub(super) fn routed<'a, I, O, F>(
+    pub(super) fn routed<'a, O, F>(
         &'static self,
         route: Route<'a, V>,
         body: F,
-    ) -> impl Future<Output = O> + use<'a, V, I, O, F>
+    ) -> impl Future<Output = O> + use<'a, V, O, F>
     where
-        I: Steps,
         O: Outcome<V>,
         F: Future<Output = O>,
     {
@@ -199,13 +198,16 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                     Start::Answered(value) => break 'out O::from_cached(typed(value)),
                     Start::Ahead(ahead) => ahead,
                 };
-                let work = match I::rest(self, call, ahead).await {
+                let work = match self.rest_async(call, ahead).await {
                     Step::Answer(value) => break 'out O::from_cached(typed(value)),
                     Step::Compute(work) => work,
                 };
                 let started = self.began(call);
                 let out = body.await;
-                match I::computed(self, call, work, cacheable(&out), started).await {
+                match self
+                    .computed_async(call, work, cacheable(&out), started)
+                    .await
+                {
                     Some(stand_in) => O::from_cached(typed(stand_in)),
                     None => out,
                 }

@@ -12,10 +12,9 @@ use std::thread::LocalKey;
 use std::time::Duration;
 
 use super::route::Route;
-use super::{Call, Codec, Ending, Layers, Settings, Step, Steps, Trace, Value, Work};
+use super::{Call, Codec, Ending, Layers, Settings, Step, Trace, Value, Work};
 use crate::codec::{DecodeError, Header};
 use crate::front::{self, Front, Lookup, Probe};
-use crate::io::NonBlocking;
 use crate::key::{Held, KeyBuf};
 use crate::mode::{self, Mode};
 use crate::outcome::Outcome;
@@ -287,8 +286,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
         match mode {
             Mode::Refresh(_) => {
                 let call = self.forced_refresh(front, args.as_str(), probe);
-                self.routed::<NonBlocking, O, _>(Route::Miss(call), body)
-                    .await
+                self.routed::<O, _>(Route::Miss(call), body).await
             }
             _ => body.await,
         }
@@ -406,7 +404,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
             Step::Compute(work) => work,
         };
         let (Some(value), Some(runtime)) = (work.servable.take(), background()) else {
-            let out = self.compute::<NonBlocking, O>(&call, work, body).await;
+            let out = self.compute::<O>(&call, work, body).await;
             call.trace.finish(call.budget.on_store());
             return out;
         };
@@ -431,7 +429,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
                 born: AtomicU64::new(born),
                 trace: Trace::default(),
             };
-            self.compute::<NonBlocking, O>(&call, work, body).await;
+            self.compute::<O>(&call, work, body).await;
             call.trace.finish(call.budget.on_store());
         });
         call.trace.ended(Ending::Stale);
@@ -440,7 +438,7 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     }
 
     /// Runs the body as the leader, stores the result, releases the waiters and the lock.
-    pub(super) async fn compute<I: Steps, O: Outcome<V>>(
+    pub(super) async fn compute<O: Outcome<V>>(
         &'static self,
         call: &Call<'_>,
         work: Box<Work>,
@@ -448,7 +446,10 @@ impl<V: Clone + Send + Sync + 'static> CachedFn<V> {
     ) -> O {
         let started = self.began(call);
         let out = body.await;
-        match I::computed(self, call, work, cacheable(&out), started).await {
+        match self
+            .computed_async(call, work, cacheable(&out), started)
+            .await
+        {
             Some(stand_in) => O::from_cached(typed(stand_in)),
             None => out,
         }

@@ -172,13 +172,20 @@ impl LocalStore {
         self.erased.get_kept(args)
     }
 
-    /// The fresh entry held for `args`, if any. Without a stale window (`kept_stale` false)
-    /// an entry's `keep_until`, where moka expires it, is its deadline: an absent key is told
-    /// by `contains_key` alone, without recording a read in moka's popularity log (only a held
-    /// one is read). moka does not see the test clock, so once it was moved every key is read.
+    /// The fresh entry held for `args`, if any. With `read` false and no stale window
+    /// (`kept_stale` false) an entry's `keep_until`, where moka expires it, is its deadline: an
+    /// absent key is told by `contains_key` alone, without recording a read in moka's
+    /// popularity log (only a held one is read). With `read`, the key is looked up as a call
+    /// does, and the read is recorded either way. moka does not see the test clock, so once
+    /// it was moved every key is read.
     #[inline]
-    pub(crate) fn fresh(&self, args: &str, kept_stale: bool) -> Option<Entry<AnyValue>> {
-        self.erased.fresh(args, kept_stale)
+    pub(crate) fn fresh(
+        &self,
+        args: &str,
+        kept_stale: bool,
+        read: bool,
+    ) -> Option<Entry<AnyValue>> {
+        self.erased.fresh(args, kept_stale || read)
     }
 
     /// Whether L1 is at its bound (as moka last counted: cheap, and approximate while moka
@@ -272,8 +279,9 @@ impl ErasedStore {
             .filter(|entry| !clock::expired(entry.kept_until()))
     }
 
-    fn fresh(&self, args: &str, kept_stale: bool) -> Option<Entry<AnyValue>> {
-        if !kept_stale && clock::offset() == 0 && !self.cache.contains_key(args) {
+    /// [`LocalStore::fresh`]; `read`: never answer from `contains_key` alone.
+    fn fresh(&self, args: &str, read: bool) -> Option<Entry<AnyValue>> {
+        if !read && clock::offset() == 0 && !self.cache.contains_key(args) {
             return None;
         }
         self.get(args).filter(|e| !clock::expired(e.deadline))
